@@ -1,0 +1,120 @@
+// The HTTP/1.1 server core: thread-per-core workers, each with its own io_context and
+// SO_REUSEPORT acceptor, running one coroutine per connection. Handlers (`service`) see a
+// parsed request and return a response; they never touch a socket.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include "neptun/net/metrics.hpp"
+
+namespace neptun::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+
+using request = http::request<http::string_body>;
+using response = http::response<http::string_body>;
+using clock = std::chrono::steady_clock;
+
+struct limits {
+    std::size_t max_header_bytes = 8192;
+    std::size_t max_body_bytes = 65536;
+    std::size_t max_connections = 10000;
+    std::chrono::milliseconds header_timeout{10000};
+    std::chrono::milliseconds body_timeout{10000};
+    std::chrono::milliseconds handler_timeout{5000};
+    std::chrono::milliseconds write_timeout{10000};
+    std::chrono::milliseconds idle_timeout{30000};
+    double access_log_sample = 1.0;
+};
+
+// What routing decided from a request's header, before its body is read.
+struct routed {
+    route_label label = route_label::unmatched;
+    int route = -1;
+    std::optional<response> early;  // answered at once (404, 405) without reading the body
+};
+
+class service {
+public:
+    virtual ~service() = default;
+    virtual routed route(const request& header) = 0;
+    // Runs with the request's body read. Store calls must give up by `deadline`.
+    virtual asio::awaitable<response> handle(request& req, int route, clock::time_point deadline) = 0;
+    // Protocol-level error bodies (400, 413, 431, 500, 503): built where every error body is.
+    virtual response error(http::status status, std::string_view message) = 0;
+    // Called on the worker's thread once its last connection closed during a drain: close the
+    // stores so the io_context runs out of work.
+    virtual void shutdown() {}
+};
+
+struct listen_spec {
+    std::string host;
+    std::uint16_t port = 0;
+};
+
+class worker;
+
+class server {
+public:
+    using service_factory =
+        std::function<std::unique_ptr<service>(asio::io_context& ioc, unsigned index)>;
+
+    server(limits lim, listen_spec api, unsigned threads, service_factory make_service);
+    ~server();
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    // Binds every worker's acceptor (throws std::system_error when it cannot) and starts the
+    // threads. `on_stopped` runs on a worker thread once every worker has finished.
+    void start(std::function<void()> on_stopped);
+    std::uint16_t port() const { return port_; }
+
+    // Thread-safe: stop accepting, close idle keep-alive connections, let requests in flight
+    // finish (their responses say Connection: close), then shut the services down.
+    void drain();
+    // Thread-safe: stops every io_context at once (the forced end of a drain).
+    void stop();
+    void join();
+
+private:
+    limits limits_;
+    listen_spec api_;
+    std::uint16_t port_ = 0;
+    std::vector<std::unique_ptr<worker>> workers_;
+    std::vector<std::thread> threads_;
+    std::atomic<unsigned> running_{0};
+    std::function<void()> on_stopped_;
+    service_factory factory_holder_;
+};
+
+// A single-threaded listener on an io_context of the caller's (the admin port).
+class admin_listener {
+public:
+    admin_listener(asio::io_context& ioc, const listen_spec& where, limits lim, service& svc);
+    ~admin_listener();
+    std::uint16_t port() const;
+    void close();
+
+private:
+    struct state;
+    std::shared_ptr<state> state_;
+};
+
+}  // namespace neptun::net

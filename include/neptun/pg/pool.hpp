@@ -1,0 +1,124 @@
+// An asynchronous PostgreSQL connection pool on libpq, driven by Boost.Asio. One pool per
+// I/O thread, touched only from that thread (no strand, no lock). Every connection runs in
+// pipeline mode: several requests' statements are in flight on it at once, each followed by
+// its own Sync, so each is its own transaction. A request is answered only when its Sync
+// came back, i.e. after the commit. No libpq call here ever blocks.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+struct pg_result;
+
+namespace neptun::pg {
+
+namespace asio = boost::asio;
+using clock = std::chrono::steady_clock;
+
+struct statement {
+    std::string name;  // prepared statement name
+    std::string sql;
+};
+
+struct options {
+    std::string conninfo;  // any libpq URI or key=value string
+    unsigned size = 4;     // connections in this pool
+    unsigned pipeline_depth = 32;
+    std::chrono::milliseconds wait{1000};
+    std::chrono::milliseconds statement_timeout{5000};
+    std::chrono::milliseconds connect_timeout{3000};
+    std::chrono::milliseconds backoff_min{100};
+    std::chrono::milliseconds backoff_max{5000};
+    bool prepared = true;  // off: unnamed statements, for PgBouncer in transaction mode
+};
+
+// One parameter, always sent in binary format so no copy or terminator is needed.
+struct param {
+    const char* data = nullptr;
+    int length = 0;
+    bool null = true;
+    static param text(std::string_view s) { return {s.data(), static_cast<int>(s.size()), false}; }
+    static param bytes(const void* p, int n) { return {static_cast<const char*>(p), n, false}; }
+    static param none() { return {}; }
+};
+
+// Network byte order storage for integer and boolean parameters.
+struct int4_buffer {
+    explicit int4_buffer(std::int32_t v);
+    unsigned char bytes[4];
+    param as_param() const { return param::bytes(bytes, 4); }
+};
+
+class result {
+public:
+    enum class kind {
+        ok,           // the statement ran and its transaction committed
+        sql_error,    // PostgreSQL refused it (sqlstate says why)
+        unavailable,  // down, timed out, pool wait exceeded, or lost before the commit
+    };
+    result() = default;
+    result(kind k, std::string sqlstate = {}, std::string message = {});
+    result(result&&) noexcept;
+    result& operator=(result&&) noexcept;
+    ~result();
+
+    kind outcome() const { return kind_; }
+    const std::string& sqlstate() const { return sqlstate_; }
+    const std::string& message() const { return message_; }
+    int rows() const;
+    std::string_view get(int row, int col) const;
+    bool is_null(int row, int col) const;
+
+    void adopt(pg_result* r);  // takes ownership of a PGresult
+
+private:
+    kind kind_ = kind::unavailable;
+    std::string sqlstate_;
+    std::string message_;
+    pg_result* res_ = nullptr;
+};
+
+class pool {
+public:
+    pool(asio::io_context& ioc, options opts, std::vector<statement> statements);
+    ~pool();
+    pool(const pool&) = delete;
+    pool& operator=(const pool&) = delete;
+
+    void start();
+    void stop();
+    unsigned ready_connections() const;
+
+    // Runs statement `index` with `params` (which must stay valid until completion) and
+    // completes on the pool's thread. Gives up with `unavailable` at `deadline`.
+    template <typename Token = asio::use_awaitable_t<>>
+    auto async_execute(std::size_t index, std::span<const param> params, clock::time_point deadline,
+                       Token&& token = {}) {
+        return asio::async_initiate<Token, void(result)>(
+            [this](auto handler, std::size_t i, std::span<const param> p, clock::time_point d) {
+                submit(i, p, d, asio::any_completion_handler<void(result)>(std::move(handler)));
+            },
+            token, index, params, deadline);
+    }
+
+    struct impl;
+
+private:
+    void submit(std::size_t index, std::span<const param> params, clock::time_point deadline,
+                asio::any_completion_handler<void(result)> handler);
+    std::shared_ptr<impl> impl_;
+};
+
+}  // namespace neptun::pg

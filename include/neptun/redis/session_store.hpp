@@ -1,0 +1,42 @@
+// The Neptun web app's sessions, read from Redis: `GET <prefix><token>` and the `user.id`
+// of the JSON value. Used by the project use case to authenticate each request.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "neptun/redis/client.hpp"
+
+namespace neptun::redis {
+
+enum class session_status {
+    ok,           // user_id is set
+    unknown,      // no such key (never set, expired, deleted)
+    invalid,      // the value is not a session we can read
+    unavailable,  // Redis down, timing out or answering an error: a 503, never a 401
+};
+
+struct session_lookup {
+    session_status status = session_status::unavailable;
+    std::int64_t user_id = 0;
+};
+
+// The positive integer `user.id` of a session value, or nothing.
+std::optional<std::int64_t> user_id_from_session(std::string_view json);
+
+class session_store {
+public:
+    session_store(client& redis, std::string prefix) : redis_(redis), prefix_(std::move(prefix)) {}
+    // `token` has been checked by the cookie parser; it is used only as part of the key.
+    boost::asio::awaitable<session_lookup> user_for(std::string_view token);
+
+private:
+    client& redis_;
+    std::string prefix_;
+};
+
+}  // namespace neptun::redis

@@ -1,0 +1,202 @@
+#include "neptun/app/app.hpp"
+
+#include <csignal>
+#include <iostream>
+
+#include <boost/asio.hpp>
+#include <boost/beast/http.hpp>
+
+#include "neptun/app/config.hpp"
+#include "neptun/http/errors.hpp"
+#include "neptun/http/router.hpp"
+#include "neptun/net/log.hpp"
+#include "neptun/net/metrics.hpp"
+#include "neptun/net/server.hpp"
+#include "neptun/projects/migrate.hpp"
+#include "neptun/projects/service.hpp"
+
+namespace neptun::app {
+namespace {
+
+namespace asio = boost::asio;
+namespace bhttp = boost::beast::http;
+namespace log = net::log;
+
+constexpr std::string_view version = "0.1.0";
+
+// The admin port: liveness, readiness and metrics, never /api.
+class admin_service final : public net::service {
+public:
+    admin_service()
+        : router_({{"/livez", {bhttp::verb::get}, net::route_label::livez},
+                   {"/readyz", {bhttp::verb::get}, net::route_label::readyz},
+                   {"/metrics", {bhttp::verb::get}, net::route_label::metrics}}) {}
+
+    net::routed route(const net::request& header) override {
+        return router_.decide(header.target(), header.method());
+    }
+
+    asio::awaitable<net::response> handle(net::request& req, int, net::clock::time_point) override {
+        auto m = router_.find(req.target(), req.method());
+        auto& ready = net::global_readiness();
+        switch (m.label) {
+            case net::route_label::livez:
+                co_return http::json_response(http::status::ok, R"({"status":"alive"})");
+            case net::route_label::readyz:
+                co_return http::json_response(
+                    ready.ready() ? http::status::ok : http::status::service_unavailable,
+                    ready.describe());
+            case net::route_label::metrics: {
+                net::response res{http::status::ok, 11};
+                res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+                res.body() = net::global_metrics().render(
+                    ready.ready(), ready.up(net::readiness::redis),
+                    ready.up(net::readiness::postgres));
+                co_return res;
+            }
+            default: co_return http::error_response(http::problem::not_found);
+        }
+    }
+
+    net::response error(http::status status, std::string_view message) override {
+        return http::error_response(status, message);
+    }
+
+private:
+    http::router router_;
+};
+
+
+int serve(const config& cfg) {
+    std::string why;
+    auto redis_address = redis::parse_url(cfg.redis_url, why);  // validated by the config
+    projects::service_options opts;
+    opts.redis.where = *redis_address;
+    opts.redis.connect_timeout = cfg.redis_connect_timeout;
+    opts.redis.command_timeout = cfg.redis_timeout;
+    opts.pg.conninfo = cfg.database_url;
+    opts.pg.size = cfg.pg_pool_size;
+    opts.pg.pipeline_depth = cfg.pg_pipeline_depth;
+    opts.pg.wait = cfg.pg_pool_wait;
+    opts.pg.statement_timeout = cfg.pg_statement_timeout;
+    opts.pg.connect_timeout = cfg.pg_connect_timeout;
+    opts.pg.prepared = cfg.pg_prepared;
+    opts.session_prefix = cfg.session_prefix;
+
+    net::limits lim;
+    lim.max_header_bytes = cfg.max_header_bytes;
+    lim.max_body_bytes = cfg.max_body_bytes;
+    lim.max_connections = cfg.max_connections;
+    lim.header_timeout = cfg.header_timeout;
+    lim.body_timeout = cfg.body_timeout;
+    lim.handler_timeout = cfg.handler_timeout;
+    lim.write_timeout = cfg.write_timeout;
+    lim.idle_timeout = cfg.idle_timeout;
+    lim.access_log_sample = cfg.access_log_sample;
+    http::set_retry_after(cfg.retry_after_s);
+
+    asio::io_context control(1);
+    net::server srv(lim, {cfg.listen.host, cfg.listen.port}, cfg.threads,
+                    [&opts](asio::io_context& ioc, unsigned) {
+                        return std::make_unique<projects::api_service>(ioc, opts);
+                    });
+    admin_service admin;
+    std::unique_ptr<net::admin_listener> admin_port;
+    try {
+        admin_port = std::make_unique<net::admin_listener>(
+            control, net::listen_spec{cfg.admin_listen.host, cfg.admin_listen.port}, lim, admin);
+    } catch (const std::exception& e) {
+        log::error("listen_failed", {{"setting", "NEPTUN_ADMIN_LISTEN"}, {"error", e.what()}});
+        return 1;
+    }
+    try {
+        srv.start([&control] { asio::post(control, [&control] { control.stop(); }); });
+    } catch (const std::exception& e) {
+        log::error("listen_failed", {{"setting", "NEPTUN_LISTEN"}, {"error", e.what()}});
+        return 1;
+    }
+    log::info("listening", {{"port", srv.port()},
+                            {"admin_port", admin_port->port()},
+                            {"threads", cfg.threads},
+                            {"version", version}});
+
+    int exit_code = 0;
+    int signals_seen = 0;
+    asio::signal_set signals(control, SIGTERM, SIGINT);
+    asio::steady_timer delay(control), force(control);
+    auto begin_drain = [&] {
+        log::info("drain_started");
+        admin_port->close();  // probes now fail fast; readiness was already 503
+        admin_port.reset();
+        srv.drain();
+        force.expires_after(cfg.shutdown_timeout);
+        force.async_wait([&](boost::system::error_code ec) {
+            if (ec) return;
+            log::warn("shutdown_forced", {{"after_ms", cfg.shutdown_timeout.count()}});
+            exit_code = 1;
+            srv.stop();
+        });
+    };
+    std::function<void()> wait_signal = [&] {
+        signals.async_wait([&](boost::system::error_code ec, int sig) {
+            if (ec) return;
+            if (++signals_seen > 1) {
+                log::warn("shutdown_forced", {{"signal", sig}});
+                exit_code = 1;
+                srv.stop();
+                return;
+            }
+            log::info("shutdown_requested",
+                      {{"signal", sig}, {"delay_ms", cfg.shutdown_delay.count()}});
+            net::global_readiness().start_draining();
+            if (cfg.shutdown_delay.count() == 0) {
+                begin_drain();
+            } else {
+                delay.expires_after(cfg.shutdown_delay);
+                delay.async_wait([&](boost::system::error_code e) {
+                    if (!e) begin_drain();
+                });
+            }
+            wait_signal();
+        });
+    };
+    wait_signal();
+    control.run();
+    srv.join();
+    log::info("stopped", {{"exit_code", exit_code}});
+    return exit_code;
+}
+
+}  // namespace
+
+int run(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
+    auto parsed = parse_config(args, env);
+    if (auto* err = std::get_if<std::string>(&parsed)) {
+        std::cerr << "neptun-api: " << *err << '\n';
+        return 2;
+    }
+    auto& cfg = std::get<config>(parsed);
+    switch (cfg.cmd) {
+        case command::help: std::cout << usage_text(); return 0;
+        case command::version: std::cout << "neptun-api " << version << '\n'; return 0;
+        case command::migrate: {
+            auto out = projects::migrate(cfg.database_url);
+            if (!out.ok) {
+                std::cerr << "neptun-api: migrate failed: " << out.error << '\n';
+                return 1;
+            }
+            if (out.created.empty()) std::cout << "migrate: schema is up to date\n";
+            for (const auto& c : out.created) std::cout << "migrate: created " << c << '\n';
+            return 0;
+        }
+        case command::serve: break;
+    }
+    net::log::level level = net::log::level::info;
+    net::log::parse_level(cfg.log_level, level);
+    net::log::configure(level, cfg.log_fmt == log_format::json ? net::log::format::json
+                                                               : net::log::format::logfmt);
+    std::signal(SIGPIPE, SIG_IGN);  // hiredis writes with write(2); a closed peer is an error code
+    return serve(cfg);
+}
+
+}  // namespace neptun::app

@@ -1,0 +1,345 @@
+#include "neptun/app/config.hpp"
+
+#include <libpq-fe.h>
+
+#include <charconv>
+#include <functional>
+#include <thread>
+
+#include "neptun/net/log.hpp"
+#include "neptun/redis/url.hpp"
+
+namespace neptun::app {
+namespace {
+
+// A setter returns an empty string on success, or what is wrong with the value.
+using setter = std::function<std::string(config&, std::string_view)>;
+
+struct setting {
+    std::string_view env;
+    std::string_view flag;
+    std::string_view help;
+    std::function<std::string(const config&)> show;
+    setter set;
+};
+
+template <typename T>
+std::string parse_number(std::string_view v, T min, T max, T& out) {
+    T parsed{};
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), parsed);
+    if (ec != std::errc() || p != v.data() + v.size() || parsed < min || parsed > max)
+        return "must be an integer from " + std::to_string(min) + " to " + std::to_string(max);
+    out = parsed;
+    return {};
+}
+
+setter unsigned_setter(unsigned config::*member, unsigned min, unsigned max) {
+    return [=](config& c, std::string_view v) { return parse_number(v, min, max, c.*member); };
+}
+
+setter size_setter(std::size_t config::*member, std::size_t min, std::size_t max) {
+    return [=](config& c, std::string_view v) { return parse_number(v, min, max, c.*member); };
+}
+
+setter ms_setter(milliseconds config::*member, long min) {
+    return [=](config& c, std::string_view v) {
+        long ms = 0;
+        auto err = parse_number<long>(v, min, 86'400'000L, ms);
+        if (err.empty()) c.*member = milliseconds(ms);
+        return err;
+    };
+}
+
+setter bool_setter(bool config::*member) {
+    return [=](config& c, std::string_view v) -> std::string {
+        if (v == "on" || v == "true" || v == "1" || v == "yes") c.*member = true;
+        else if (v == "off" || v == "false" || v == "0" || v == "no") c.*member = false;
+        else return "must be on or off";
+        return {};
+    };
+}
+
+setter endpoint_setter(endpoint config::*member) {
+    return [=](config& c, std::string_view v) -> std::string {
+        auto e = parse_endpoint(v);
+        if (!e) return "must be host:port with an IP address (0.0.0.0:8080, [::]:8080)";
+        c.*member = *e;
+        return {};
+    };
+}
+
+std::string show_endpoint(const endpoint& e) {
+    bool v6 = e.host.find(':') != std::string::npos;
+    return (v6 ? "[" + e.host + "]" : e.host) + ":" + std::to_string(e.port);
+}
+
+const std::vector<setting>& settings() {
+    static const std::vector<setting> s{
+        {"NEPTUN_LISTEN", "--listen", "address:port of the API listener (port 0: any free port)",
+         [](const config& c) { return show_endpoint(c.listen); }, endpoint_setter(&config::listen)},
+        {"NEPTUN_ADMIN_LISTEN", "--admin-listen", "address:port serving /livez, /readyz, /metrics",
+         [](const config& c) { return show_endpoint(c.admin_listen); },
+         endpoint_setter(&config::admin_listen)},
+        {"NEPTUN_THREADS", "--threads", "I/O threads, each with its own Redis and PostgreSQL connections",
+         [](const config&) { return std::string("number of cores"); },
+         unsigned_setter(&config::threads, 1, 256)},
+        {"NEPTUN_REDIS_URL", "--redis-url", "redis://[:password@]host:port/db or unix:///path[?db=N]",
+         [](const config& c) { return c.redis_url; },
+         [](config& c, std::string_view v) -> std::string {
+             std::string why;
+             if (!redis::parse_url(v, why)) return why;
+             c.redis_url = v;
+             return {};
+         }},
+        {"NEPTUN_DATABASE_URL", "--database-url", "PostgreSQL: any libpq URI or key=value conninfo",
+         [](const config& c) { return c.database_url; },
+         [](config& c, std::string_view v) -> std::string {
+             char* err = nullptr;
+             std::string text(v);
+             auto* opts = PQconninfoParse(text.c_str(), &err);
+             if (!opts) {
+                 std::string why = err ? err : "not a libpq connection string";
+                 if (err) PQfreemem(err);
+                 while (!why.empty() && (why.back() == '\n')) why.pop_back();
+                 return why;
+             }
+             PQconninfoFree(opts);
+             c.database_url = std::move(text);
+             return {};
+         }},
+        {"NEPTUN_SESSION_PREFIX", "--session-prefix", "Redis key prefix of the sessions",
+         [](const config& c) { return c.session_prefix; },
+         [](config& c, std::string_view v) -> std::string {
+             if (v.size() > 256) return "must be at most 256 bytes";
+             c.session_prefix = v;
+             return {};
+         }},
+        {"NEPTUN_LOG_LEVEL", "--log-level", "debug, info, warn or error",
+         [](const config& c) { return c.log_level; },
+         [](config& c, std::string_view v) -> std::string {
+             net::log::level l;
+             if (!net::log::parse_level(v, l)) return "must be debug, info, warn or error";
+             c.log_level = v;
+             return {};
+         }},
+        {"NEPTUN_LOG_FORMAT", "--log-format", "logfmt or json, one line per event on stderr",
+         [](const config& c) { return std::string(c.log_fmt == log_format::json ? "json" : "logfmt"); },
+         [](config& c, std::string_view v) -> std::string {
+             if (v == "json") c.log_fmt = log_format::json;
+             else if (v == "logfmt") c.log_fmt = log_format::logfmt;
+             else return "must be logfmt or json";
+             return {};
+         }},
+        {"NEPTUN_ACCESS_LOG_SAMPLE", "--access-log-sample",
+         "fraction of requests with an access log line: 1 all, 0.01 one in a hundred, 0 none",
+         [](const config& c) {
+             char buf[32];
+             std::snprintf(buf, sizeof buf, "%g", c.access_log_sample);
+             return std::string(buf);
+         },
+         [](config& c, std::string_view v) -> std::string {
+             std::string text(v);
+             char* end = nullptr;
+             double d = std::strtod(text.c_str(), &end);
+             if (text.empty() || *end != '\0' || !(d >= 0.0 && d <= 1.0))
+                 return "must be a number from 0 to 1";
+             c.access_log_sample = d;
+             return {};
+         }},
+        {"NEPTUN_MAX_CONNECTIONS", "--max-connections",
+         "open client connections at most; past it new ones get a 503 and are closed",
+         [](const config& c) { return std::to_string(c.max_connections); },
+         size_setter(&config::max_connections, 1, 10'000'000)},
+        {"NEPTUN_MAX_HEADER_BYTES", "--max-header-bytes", "request line and headers at most (431 past it)",
+         [](const config& c) { return std::to_string(c.max_header_bytes); },
+         size_setter(&config::max_header_bytes, 256, 1 << 20)},
+        {"NEPTUN_MAX_BODY_BYTES", "--max-body-bytes", "request body at most (413 past it)",
+         [](const config& c) { return std::to_string(c.max_body_bytes); },
+         size_setter(&config::max_body_bytes, 1, 64 << 20)},
+        {"NEPTUN_HEADER_TIMEOUT_MS", "--header-timeout-ms", "time to receive a request's header",
+         [](const config& c) { return std::to_string(c.header_timeout.count()); },
+         ms_setter(&config::header_timeout, 1)},
+        {"NEPTUN_BODY_TIMEOUT_MS", "--body-timeout-ms", "time to receive a request's body",
+         [](const config& c) { return std::to_string(c.body_timeout.count()); },
+         ms_setter(&config::body_timeout, 1)},
+        {"NEPTUN_HANDLER_TIMEOUT_MS", "--handler-timeout-ms",
+         "time for the stores to answer a request before it gets a 503",
+         [](const config& c) { return std::to_string(c.handler_timeout.count()); },
+         ms_setter(&config::handler_timeout, 1)},
+        {"NEPTUN_WRITE_TIMEOUT_MS", "--write-timeout-ms", "time to write a response",
+         [](const config& c) { return std::to_string(c.write_timeout.count()); },
+         ms_setter(&config::write_timeout, 1)},
+        {"NEPTUN_IDLE_TIMEOUT_MS", "--idle-timeout-ms", "keep-alive connections idle longer are closed",
+         [](const config& c) { return std::to_string(c.idle_timeout.count()); },
+         ms_setter(&config::idle_timeout, 1)},
+        {"NEPTUN_SHUTDOWN_DELAY_MS", "--shutdown-delay-ms",
+         "after SIGTERM, keep serving this long with /readyz 503 before draining",
+         [](const config& c) { return std::to_string(c.shutdown_delay.count()); },
+         ms_setter(&config::shutdown_delay, 0)},
+        {"NEPTUN_SHUTDOWN_TIMEOUT_MS", "--shutdown-timeout-ms",
+         "after the delay, requests in flight get this long before the process exits anyway",
+         [](const config& c) { return std::to_string(c.shutdown_timeout.count()); },
+         ms_setter(&config::shutdown_timeout, 1)},
+        {"NEPTUN_RETRY_AFTER_S", "--retry-after-s", "Retry-After seconds on every 503",
+         [](const config& c) { return std::to_string(c.retry_after_s); },
+         unsigned_setter(&config::retry_after_s, 0, 3600)},
+        {"NEPTUN_REDIS_CONNECT_TIMEOUT_MS", "--redis-connect-timeout-ms", "time to connect to Redis",
+         [](const config& c) { return std::to_string(c.redis_connect_timeout.count()); },
+         ms_setter(&config::redis_connect_timeout, 1)},
+        {"NEPTUN_REDIS_TIMEOUT_MS", "--redis-timeout-ms", "time for a Redis command's reply (then 503)",
+         [](const config& c) { return std::to_string(c.redis_timeout.count()); },
+         ms_setter(&config::redis_timeout, 1)},
+        {"NEPTUN_PG_POOL_SIZE", "--pg-pool-size", "PostgreSQL connections per I/O thread",
+         [](const config& c) { return std::to_string(c.pg_pool_size); },
+         unsigned_setter(&config::pg_pool_size, 1, 1000)},
+        {"NEPTUN_PG_PIPELINE_DEPTH", "--pg-pipeline-depth",
+         "statements in flight on one PostgreSQL connection at most",
+         [](const config& c) { return std::to_string(c.pg_pipeline_depth); },
+         unsigned_setter(&config::pg_pipeline_depth, 1, 4096)},
+        {"NEPTUN_PG_POOL_WAIT_MS", "--pg-pool-wait-ms",
+         "time a request may wait for a PostgreSQL connection (then 503)",
+         [](const config& c) { return std::to_string(c.pg_pool_wait.count()); },
+         ms_setter(&config::pg_pool_wait, 1)},
+        {"NEPTUN_PG_STATEMENT_TIMEOUT_MS", "--pg-statement-timeout-ms",
+         "PostgreSQL statement_timeout (then 503)",
+         [](const config& c) { return std::to_string(c.pg_statement_timeout.count()); },
+         ms_setter(&config::pg_statement_timeout, 1)},
+        {"NEPTUN_PG_CONNECT_TIMEOUT_MS", "--pg-connect-timeout-ms", "time to connect to PostgreSQL",
+         [](const config& c) { return std::to_string(c.pg_connect_timeout.count()); },
+         ms_setter(&config::pg_connect_timeout, 1)},
+        {"NEPTUN_PG_PREPARED", "--pg-prepared",
+         "on: named prepared statements; off: unnamed ones (PgBouncer transaction mode)",
+         [](const config& c) { return std::string(c.pg_prepared ? "on" : "off"); },
+         bool_setter(&config::pg_prepared)},
+        {"NEPTUN_PG_BATCH", "--pg-batch",
+         "on: updates that arrive together share one transaction and one commit",
+         [](const config& c) { return std::string(c.pg_batch ? "on" : "off"); },
+         bool_setter(&config::pg_batch)},
+    };
+    return s;
+}
+
+config defaults() {
+    config c;
+    unsigned cores = std::thread::hardware_concurrency();
+    c.threads = cores == 0 ? 1 : cores;
+    return c;
+}
+
+}  // namespace
+
+std::optional<endpoint> parse_endpoint(std::string_view text) {
+    endpoint e;
+    std::string_view port;
+    if (!text.empty() && text.front() == '[') {
+        auto close = text.find(']');
+        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+            return std::nullopt;
+        e.host = text.substr(1, close - 1);
+        port = text.substr(close + 2);
+    } else {
+        auto colon = text.rfind(':');
+        if (colon == std::string_view::npos || text.find(':') != colon) return std::nullopt;
+        e.host = text.substr(0, colon);
+        port = text.substr(colon + 1);
+    }
+    unsigned p = 0;
+    auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || p > 65535)
+        return std::nullopt;
+    e.port = static_cast<std::uint16_t>(p);
+    // Only IP addresses: a listener binds to one, and resolving here would hide a typo.
+    int dots = 0;
+    bool v4 = !e.host.empty();
+    for (char c : e.host) {
+        if (c == '.') ++dots;
+        else if (c < '0' || c > '9') v4 = false;
+    }
+    bool v6 = e.host.find(':') != std::string::npos;
+    if (!(v4 && dots == 3) && !v6) return std::nullopt;
+    return e;
+}
+
+std::vector<setting_doc> settings_help() {
+    std::vector<setting_doc> out;
+    auto d = defaults();
+    for (const auto& s : settings()) out.push_back({s.env, s.flag, s.show(d), s.help});
+    return out;
+}
+
+std::string usage_text() {
+    std::string out =
+        "Usage: neptun-api [serve|migrate] [--flag value]...\n"
+        "  serve     run the HTTP API (the default)\n"
+        "  migrate   create the Neptun schema where it is missing (uses NEPTUN_DATABASE_URL)\n"
+        "  --help    this text; --version the version\n\n"
+        "Every setting is an environment variable or the matching flag (the flag wins):\n";
+    for (const auto& s : settings_help()) {
+        out += "  ";
+        out += s.flag;
+        out += ", ";
+        out += s.env;
+        out += " (default ";
+        out += s.default_value;
+        out += ")\n      ";
+        out += s.help;
+        out += '\n';
+    }
+    return out;
+}
+
+parse_result parse_config(const std::vector<std::string>& args,
+                          const std::map<std::string, std::string>& env) {
+    config c = defaults();
+    auto apply = [&](const setting& s, std::string_view value, bool from_flag) -> std::string {
+        auto err = s.set(c, value);
+        if (err.empty()) return {};
+        std::string where = from_flag ? std::string(s.flag) + " (" + std::string(s.env) + ")"
+                                      : std::string(s.env) + " (" + std::string(s.flag) + ")";
+        return "invalid " + where + ": " + err;
+    };
+    for (const auto& s : settings()) {
+        auto it = env.find(std::string(s.env));
+        if (it == env.end()) continue;
+        if (auto err = apply(s, it->second, false); !err.empty()) return err;
+    }
+    bool command_seen = false;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        std::string_view a = args[i];
+        if (a == "--help" || a == "-h" || a == "help") {
+            c.cmd = command::help;
+            return c;
+        }
+        if (a == "--version") {
+            c.cmd = command::version;
+            return c;
+        }
+        if (!a.starts_with("--")) {
+            if (command_seen) return "unexpected argument '" + std::string(a) + "'";
+            command_seen = true;
+            if (a == "serve") c.cmd = command::serve;
+            else if (a == "migrate") c.cmd = command::migrate;
+            else return "unknown command '" + std::string(a) + "' (serve, migrate)";
+            continue;
+        }
+        std::string_view name = a, value;
+        bool has_value = false;
+        if (auto eq = a.find('='); eq != std::string_view::npos) {
+            name = a.substr(0, eq);
+            value = a.substr(eq + 1);
+            has_value = true;
+        }
+        const setting* found = nullptr;
+        for (const auto& s : settings())
+            if (s.flag == name) found = &s;
+        if (!found) return "unknown flag " + std::string(name) + " (see --help)";
+        if (!has_value) {
+            if (i + 1 >= args.size()) return "flag " + std::string(name) + " needs a value";
+            value = args[++i];
+        }
+        if (auto err = apply(*found, value, true); !err.empty()) return err;
+    }
+    return c;
+}
+
+}  // namespace neptun::app

@@ -1,0 +1,164 @@
+#include "neptun/net/log.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+namespace neptun::net::log {
+namespace {
+
+std::atomic<int> g_level{static_cast<int>(level::info)};
+std::atomic<int> g_format{static_cast<int>(format::logfmt)};
+
+constexpr std::string_view level_name(level l) {
+    switch (l) {
+        case level::debug: return "debug";
+        case level::info: return "info";
+        case level::warn: return "warn";
+        case level::error: return "error";
+    }
+    return "info";
+}
+
+void append_json_escaped(std::string& out, std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    for (unsigned char c : s) {
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (c < 0x20) {
+                    out += "\\u00";
+                    out += hex[c >> 4];
+                    out += hex[c & 15];
+                } else {
+                    out += static_cast<char>(c);
+                }
+        }
+    }
+}
+
+bool needs_quotes(std::string_view s) {
+    if (s.empty()) return true;
+    for (unsigned char c : s)
+        if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f) return true;
+    return false;
+}
+
+void append_value(std::string& out, const field::value_type& v, format fmt) {
+    std::visit(
+        [&](const auto& x) {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, std::string_view>) {
+                if (fmt == format::json || needs_quotes(x)) {
+                    out += '"';
+                    append_json_escaped(out, x);
+                    out += '"';
+                } else {
+                    out += x;
+                }
+            } else if constexpr (std::is_same_v<T, bool>) {
+                out += x ? "true" : "false";
+            } else if constexpr (std::is_same_v<T, double>) {
+                char buf[32];
+                int n = std::snprintf(buf, sizeof buf, "%.6g", x);
+                out.append(buf, static_cast<std::size_t>(n));
+            } else {
+                out += std::to_string(x);
+            }
+        },
+        v);
+}
+
+std::string timestamp() {
+    using namespace std::chrono;
+    auto now = system_clock::now();
+    auto t = system_clock::to_time_t(now);
+    auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(ms));
+    return buf;
+}
+
+}  // namespace
+
+bool parse_level(std::string_view text, level& out) {
+    for (level l : {level::debug, level::info, level::warn, level::error}) {
+        if (text == level_name(l)) {
+            out = l;
+            return true;
+        }
+    }
+    return false;
+}
+
+void configure(level min_level, format fmt) {
+    g_level.store(static_cast<int>(min_level), std::memory_order_relaxed);
+    g_format.store(static_cast<int>(fmt), std::memory_order_relaxed);
+}
+
+bool enabled(level l) { return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed); }
+
+std::string format_line(level l, std::string_view event, std::initializer_list<field> fields,
+                        format fmt) {
+    std::string out;
+    out.reserve(128);
+    if (fmt == format::json) {
+        out += "{\"ts\":\"";
+        out += timestamp();
+        out += "\",\"level\":\"";
+        out += level_name(l);
+        out += "\",\"event\":\"";
+        append_json_escaped(out, event);
+        out += '"';
+        for (const auto& f : fields) {
+            out += ",\"";
+            append_json_escaped(out, f.key);
+            out += "\":";
+            append_value(out, f.value, fmt);
+        }
+        out += "}\n";
+    } else {
+        out += "ts=";
+        out += timestamp();
+        out += " level=";
+        out += level_name(l);
+        out += " event=";
+        append_value(out, std::string_view(event), fmt);
+        for (const auto& f : fields) {
+            out += ' ';
+            out += f.key;
+            out += '=';
+            append_value(out, f.value, fmt);
+        }
+        out += '\n';
+    }
+    return out;
+}
+
+void write(level l, std::string_view event, std::initializer_list<field> fields) {
+    if (!enabled(l)) return;
+    auto line = format_line(l, event, fields,
+                            static_cast<format>(g_format.load(std::memory_order_relaxed)));
+    // One write() per line keeps lines from different threads whole.
+    const char* p = line.data();
+    std::size_t left = line.size();
+    while (left > 0) {
+        ssize_t n = ::write(STDERR_FILENO, p, left);
+        if (n <= 0) break;
+        p += n;
+        left -= static_cast<std::size_t>(n);
+    }
+}
+
+}  // namespace neptun::net::log

@@ -1,0 +1,624 @@
+#include "neptun/pg/pool.hpp"
+
+#include <libpq-fe.h>
+
+#include <deque>
+#include <random>
+
+#include <boost/asio.hpp>
+
+#include "neptun/net/log.hpp"
+#include "neptun/net/metrics.hpp"
+
+namespace neptun::pg {
+
+namespace log = net::log;
+
+int4_buffer::int4_buffer(std::int32_t v) {
+    auto u = static_cast<std::uint32_t>(v);
+    bytes[0] = static_cast<unsigned char>(u >> 24);
+    bytes[1] = static_cast<unsigned char>(u >> 16);
+    bytes[2] = static_cast<unsigned char>(u >> 8);
+    bytes[3] = static_cast<unsigned char>(u);
+}
+
+result::result(kind k, std::string sqlstate, std::string message)
+    : kind_(k), sqlstate_(std::move(sqlstate)), message_(std::move(message)) {}
+result::result(result&& o) noexcept
+    : kind_(o.kind_), sqlstate_(std::move(o.sqlstate_)), message_(std::move(o.message_)),
+      res_(std::exchange(o.res_, nullptr)) {}
+result& result::operator=(result&& o) noexcept {
+    if (this != &o) {
+        if (res_) PQclear(res_);
+        kind_ = o.kind_;
+        sqlstate_ = std::move(o.sqlstate_);
+        message_ = std::move(o.message_);
+        res_ = std::exchange(o.res_, nullptr);
+    }
+    return *this;
+}
+result::~result() {
+    if (res_) PQclear(res_);
+}
+int result::rows() const { return res_ ? PQntuples(res_) : 0; }
+std::string_view result::get(int row, int col) const {
+    return {PQgetvalue(res_, row, col), static_cast<std::size_t>(PQgetlength(res_, row, col))};
+}
+bool result::is_null(int row, int col) const { return PQgetisnull(res_, row, col) != 0; }
+void result::adopt(pg_result* r) {
+    if (res_) PQclear(res_);
+    res_ = r;
+}
+
+namespace {
+
+// SQLSTATE classes that mean "the database cannot serve us right now", not "we sent
+// something wrong": connection exceptions, operator intervention (including a statement
+// timeout), insufficient resources, system errors, serialization failures and deadlocks,
+// and a read-only transaction (a failover in progress).
+bool is_outage(std::string_view sqlstate) {
+    if (sqlstate.size() != 5) return true;  // libpq's own errors carry no SQLSTATE
+    auto cls = sqlstate.substr(0, 2);
+    return cls == "08" || cls == "57" || cls == "53" || cls == "58" || cls == "40" ||
+           sqlstate == "25006" || cls == "XX";
+}
+
+void ignore_notice(void*, const char* message) {
+    log::debug("pg_notice", {{"message", std::string_view(message)}});
+}
+
+bool is_ip_literal(const std::string& host) {
+    boost::system::error_code ec;
+    asio::ip::make_address(host, ec);
+    return !ec;
+}
+
+struct job {
+    std::size_t stmt = 0;
+    std::span<const param> params;
+    clock::time_point deadline;  // the caller gives up then
+    clock::time_point queued;
+    clock::time_point sent;
+    asio::any_completion_handler<void(result)> handler;  // empty once answered
+    result res;
+    bool got_result = false;
+    bool setup = false;  // the per-connection setup: SET and PREPAREs
+};
+
+}  // namespace
+
+struct pool::impl : std::enable_shared_from_this<pool::impl> {
+    enum class state { down, resolving, connecting, ready };
+
+    struct conn {
+        explicit conn(asio::io_context& io) : retry(io) {}
+        PGconn* pg = nullptr;
+        std::unique_ptr<asio::posix::stream_descriptor> sd;
+        int fd = -1;
+        state st = state::down;
+        std::uint64_t gen = 0;
+        bool reading = false, writing = false, flush_posted = false;
+        PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
+        std::deque<std::unique_ptr<job>> inflight;
+        unsigned users = 0;  // in-flight jobs that are requests (not setup)
+        unsigned attempt = 0;
+        bool ever_ready = false;
+        clock::time_point connect_deadline;
+        asio::steady_timer retry;
+        std::string hostaddr;  // resolved off the I/O thread
+    };
+
+    impl(asio::io_context& io, options o, std::vector<statement> s)
+        : ioc(io), opts(std::move(o)), statements(std::move(s)), tick_timer(io), resolver(io),
+          rng(std::random_device{}()) {
+        for (unsigned i = 0; i < std::max(1u, opts.size); ++i)
+            conns.push_back(std::make_unique<conn>(io));
+        net::global_readiness().mark_down(net::readiness::postgres);
+    }
+
+    ~impl() {
+        if (marked_down) net::global_readiness().mark_up(net::readiness::postgres);
+        publish_gauges(0, 0);
+    }
+
+    asio::io_context& ioc;
+    options opts;
+    std::vector<statement> statements;
+    std::vector<std::unique_ptr<conn>> conns;
+    std::deque<std::unique_ptr<job>> waiting;
+    asio::steady_timer tick_timer;
+    asio::ip::tcp::resolver resolver;
+    std::mt19937 rng;
+    bool stopped = false;
+    bool marked_down = true;
+    unsigned ready_count = 0;
+    std::int64_t published_in_use = 0, published_idle = 0;
+
+    // ---------------------------------------------------------------- connecting
+    void start() {
+        for (auto& c : conns) begin_connect(*c);
+        schedule_tick();
+    }
+
+    // libpq resolves host names with a blocking getaddrinfo(); resolve them with Asio (off the
+    // I/O thread) and hand libpq the addresses as hostaddr.
+    void begin_connect(conn& c) {
+        if (stopped) return;
+        c.st = state::resolving;
+        c.connect_deadline = clock::now() + opts.connect_timeout;
+        PQconninfoOption* parsed = PQconninfoParse(opts.conninfo.c_str(), nullptr);
+        std::string host, hostaddr, port = "5432";
+        for (auto* o = parsed; o && o->keyword; ++o) {
+            if (!o->val) continue;
+            std::string_view k = o->keyword;
+            if (k == "host") host = o->val;
+            else if (k == "hostaddr") hostaddr = o->val;
+            else if (k == "port") port = o->val;
+        }
+        if (parsed) PQconninfoFree(parsed);
+        if (!hostaddr.empty() || host.empty() || host.front() == '/' || host.find(',') != std::string::npos ||
+            is_ip_literal(host)) {
+            c.hostaddr.clear();
+            open(c);
+            return;
+        }
+        resolver.async_resolve(
+            host, port,
+            [self = shared_from_this(), &c, gen = c.gen](boost::system::error_code ec,
+                                                         asio::ip::tcp::resolver::results_type r) {
+                if (self->stopped || gen != c.gen || c.st != state::resolving) return;
+                if (ec || r.empty()) {
+                    self->broken(c, "cannot resolve the database host: " + ec.message());
+                    return;
+                }
+                c.hostaddr = r.begin()->endpoint().address().to_string();
+                self->open(c);
+            });
+    }
+
+    void open(conn& c) {
+        c.st = state::connecting;
+        std::vector<const char*> keys{"dbname", "fallback_application_name"};
+        std::vector<const char*> vals{opts.conninfo.c_str(), "neptun-api"};
+        if (!c.hostaddr.empty()) {
+            keys.push_back("hostaddr");
+            vals.push_back(c.hostaddr.c_str());
+        }
+        keys.push_back(nullptr);
+        vals.push_back(nullptr);
+        c.pg = PQconnectStartParams(keys.data(), vals.data(), 1);
+        if (!c.pg || PQstatus(c.pg) == CONNECTION_BAD) {
+            broken(c, c.pg ? PQerrorMessage(c.pg) : "out of memory");
+            return;
+        }
+        PQsetNoticeProcessor(c.pg, &ignore_notice, nullptr);
+        c.polling = PGRES_POLLING_WRITING;
+        continue_connect(c);
+    }
+
+    void watch_socket(conn& c) {
+        int fd = PQsocket(c.pg);
+        if (fd == c.fd && c.sd) return;
+        release_socket(c);
+        c.fd = fd;
+        if (fd >= 0) c.sd = std::make_unique<asio::posix::stream_descriptor>(ioc, fd);
+    }
+
+    void release_socket(conn& c) {
+        if (c.sd) {
+            c.sd->release();  // libpq owns the fd
+            c.sd.reset();
+        }
+        c.fd = -1;
+        c.reading = c.writing = false;
+        ++c.gen;
+    }
+
+    void continue_connect(conn& c) {
+        watch_socket(c);
+        if (!c.sd) {
+            broken(c, "no socket");
+            return;
+        }
+        auto what = c.polling == PGRES_POLLING_READING ? asio::posix::descriptor_base::wait_read
+                                                       : asio::posix::descriptor_base::wait_write;
+        c.sd->async_wait(what, [self = shared_from_this(), &c, gen = c.gen](auto ec) {
+            if (ec || gen != c.gen || c.st != state::connecting) return;
+            c.polling = PQconnectPoll(c.pg);
+            switch (c.polling) {
+                case PGRES_POLLING_OK: self->connected(c); break;
+                case PGRES_POLLING_FAILED: self->broken(c, PQerrorMessage(c.pg)); break;
+                default: self->continue_connect(c);
+            }
+        });
+    }
+
+    void connected(conn& c) {
+        watch_socket(c);
+        if (PQsetnonblocking(c.pg, 1) != 0 || PQenterPipelineMode(c.pg) != 1) {
+            broken(c, PQerrorMessage(c.pg));
+            return;
+        }
+        // One round trip: session settings and every prepared statement, then a Sync.
+        auto setup = std::make_unique<job>();
+        setup->setup = true;
+        setup->sent = clock::now();
+        std::string timeout = std::to_string(opts.statement_timeout.count());
+        const char* values[1] = {timeout.c_str()};
+        bool ok = PQsendQueryParams(c.pg,
+                                    "SELECT set_config('TimeZone', 'UTC', false), "
+                                    "set_config('statement_timeout', $1, false)",
+                                    1, nullptr, values, nullptr, nullptr, 0) == 1;
+        if (opts.prepared)
+            for (const auto& s : statements)
+                ok = ok && PQsendPrepare(c.pg, s.name.c_str(), s.sql.c_str(), 0, nullptr) == 1;
+        ok = ok && PQpipelineSync(c.pg) == 1;
+        if (!ok) {
+            broken(c, PQerrorMessage(c.pg));
+            return;
+        }
+        c.inflight.push_back(std::move(setup));
+        flush(c);
+        arm_read(c);
+    }
+
+    // ---------------------------------------------------------------- I/O
+    void arm_read(conn& c) {
+        if (c.reading || !c.sd) return;
+        c.reading = true;
+        c.sd->async_wait(asio::posix::descriptor_base::wait_read,
+                         [self = shared_from_this(), &c, gen = c.gen](auto ec) {
+                             if (gen != c.gen) return;
+                             c.reading = false;
+                             if (ec) return;
+                             self->on_readable(c);
+                         });
+    }
+
+    void arm_write(conn& c) {
+        if (c.writing || !c.sd) return;
+        c.writing = true;
+        c.sd->async_wait(asio::posix::descriptor_base::wait_write,
+                         [self = shared_from_this(), &c, gen = c.gen](auto ec) {
+                             if (gen != c.gen) return;
+                             c.writing = false;
+                             if (ec) return;
+                             self->flush(c);
+                         });
+    }
+
+    void flush(conn& c) {
+        if (!c.pg) return;
+        int r = PQflush(c.pg);
+        if (r < 0) broken(c, PQerrorMessage(c.pg));
+        else if (r == 1) arm_write(c);
+    }
+
+    // Statements sent in one turn of the event loop leave in one write.
+    void schedule_flush(conn& c) {
+        if (c.flush_posted) return;
+        c.flush_posted = true;
+        asio::post(ioc, [self = shared_from_this(), &c, gen = c.gen] {
+            c.flush_posted = false;
+            if (gen == c.gen) self->flush(c);
+        });
+    }
+
+    void on_readable(conn& c) {
+        if (PQconsumeInput(c.pg) == 0) {
+            broken(c, PQerrorMessage(c.pg));
+            return;
+        }
+        int nulls = 0;
+        while (!c.inflight.empty() && !PQisBusy(c.pg)) {
+            PGresult* r = PQgetResult(c.pg);
+            if (!r) {
+                if (++nulls > 1) break;  // nothing more until more input arrives
+                continue;
+            }
+            nulls = 0;
+            auto status = PQresultStatus(r);
+            auto& j = *c.inflight.front();
+            if (status == PGRES_PIPELINE_SYNC) {
+                PQclear(r);
+                auto done = std::move(c.inflight.front());
+                c.inflight.pop_front();
+                if (!done->setup) --c.users;
+                finished(c, std::move(done));
+                if (c.st == state::down) return;  // the setup failed and the connection is gone
+                continue;
+            }
+            if (status == PGRES_FATAL_ERROR) {
+                const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+                std::string sqlstate = state ? state : "";
+                std::string message = PQresultErrorMessage(r);
+                if (!j.got_result || j.res.outcome() == result::kind::ok) {
+                    j.res = result(is_outage(sqlstate) ? result::kind::unavailable
+                                                       : result::kind::sql_error,
+                                   sqlstate, message);
+                    j.got_result = true;
+                }
+                PQclear(r);
+            } else if (status == PGRES_PIPELINE_ABORTED) {
+                if (!j.got_result) {
+                    j.res = result(result::kind::unavailable, "", "pipeline aborted");
+                    j.got_result = true;
+                }
+                PQclear(r);
+            } else if (!j.got_result) {
+                j.res = result(result::kind::ok);
+                j.res.adopt(r);
+                j.got_result = true;
+            } else {
+                PQclear(r);
+            }
+        }
+        if (PQstatus(c.pg) == CONNECTION_BAD) {
+            broken(c, PQerrorMessage(c.pg));
+            return;
+        }
+        arm_read(c);
+    }
+
+    void finished(conn& c, std::unique_ptr<job> j) {
+        if (j->setup) {
+            if (j->got_result && j->res.outcome() != result::kind::ok) {
+                log::error("pg_setup_failed", {{"sqlstate", j->res.sqlstate()},
+                                               {"message", j->res.message()}});
+                broken(c, "setup failed");
+                return;
+            }
+            c.st = state::ready;
+            c.attempt = 0;
+            if (c.ever_ready) net::global_metrics().pg_reconnects.fetch_add(1);
+            c.ever_ready = true;
+            if (++ready_count == 1 && marked_down) {
+                marked_down = false;
+                net::global_readiness().mark_up(net::readiness::postgres);
+                log::info("pg_connected");
+            }
+            pump();
+            update_gauges();
+            return;
+        }
+        auto& m = net::global_metrics();
+        m.pg_latency.observe(std::chrono::duration<double>(clock::now() - j->sent).count());
+        if (!j->got_result) j->res = result(result::kind::unavailable, "", "no result");
+        if (j->res.outcome() != result::kind::ok) m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+        answer(*j, std::move(j->res));
+        pump();
+        update_gauges();
+    }
+
+    void answer(job& j, result r) {
+        if (!j.handler) return;  // already answered (timed out while in flight)
+        asio::post(ioc, [h = std::move(j.handler), r = std::move(r)]() mutable {
+            std::move(h)(std::move(r));
+        });
+        j.handler = {};
+    }
+
+    // Closes a connection, answers what was in flight as unavailable (their commits are
+    // unknown: never a 200), and plans the reconnect.
+    void broken(conn& c, std::string why) {
+        while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+        bool was_ready = c.st == state::ready;
+        release_socket(c);
+        if (c.pg) {
+            PQfinish(c.pg);
+            c.pg = nullptr;
+        }
+        c.st = state::down;
+        c.flush_posted = false;
+        auto& m = net::global_metrics();
+        for (auto& j : c.inflight) {
+            if (j->handler) m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+            answer(*j, result(result::kind::unavailable, "", why));
+        }
+        c.inflight.clear();
+        c.users = 0;
+        if (was_ready && --ready_count == 0) {
+            if (!marked_down) {
+                marked_down = true;
+                net::global_readiness().mark_down(net::readiness::postgres);
+            }
+            // Nobody can take the waiting requests now: fail them fast.
+            for (auto& j : waiting) answer(*j, result(result::kind::unavailable, "", why));
+            waiting.clear();
+            publish_waiting();
+        }
+        update_gauges();
+        if (was_ready || c.attempt == 0) log::warn("pg_down", {{"reason", why}});
+        if (stopped) return;
+        auto base = std::min<std::int64_t>(opts.backoff_max.count(),
+                                           opts.backoff_min.count() << std::min(c.attempt, 16u));
+        ++c.attempt;
+        std::uniform_int_distribution<std::int64_t> jitter(base / 2, base);
+        c.retry.expires_after(std::chrono::milliseconds(jitter(rng)));
+        c.retry.async_wait([self = shared_from_this(), &c](auto ec) {
+            if (!ec && !self->stopped && c.st == state::down) self->begin_connect(c);
+        });
+    }
+
+    // ---------------------------------------------------------------- dispatch
+    conn* least_loaded() {
+        conn* best = nullptr;
+        for (auto& c : conns)
+            if (c->st == state::ready && c->users < opts.pipeline_depth &&
+                (!best || c->users < best->users))
+                best = c.get();
+        return best;
+    }
+
+    void submit(std::unique_ptr<job> j) {
+        if (stopped || ready_count == 0) {
+            net::global_metrics().pg_errors.fetch_add(1, std::memory_order_relaxed);
+            answer(*j, result(result::kind::unavailable, "", "database unavailable"));
+            return;
+        }
+        j->queued = clock::now();
+        if (waiting.empty()) {
+            if (auto* c = least_loaded()) {
+                send(*c, std::move(j));
+                update_gauges();
+                return;
+            }
+        }
+        waiting.push_back(std::move(j));
+        publish_waiting();
+    }
+
+    void pump() {
+        while (!waiting.empty()) {
+            if (!waiting.front()->handler) {
+                waiting.pop_front();
+                continue;
+            }
+            auto* c = least_loaded();
+            if (!c) break;
+            auto j = std::move(waiting.front());
+            waiting.pop_front();
+            send(*c, std::move(j));
+        }
+        publish_waiting();
+    }
+
+    void send(conn& c, std::unique_ptr<job> j) {
+        const char* values[16];
+        int lengths[16];
+        int formats[16];
+        int n = static_cast<int>(std::min<std::size_t>(j->params.size(), 16));
+        for (int i = 0; i < n; ++i) {
+            const auto& p = j->params[static_cast<std::size_t>(i)];
+            values[i] = p.null ? nullptr : p.data;
+            lengths[i] = p.length;
+            formats[i] = 1;
+        }
+        const auto& s = statements[j->stmt];
+        int ok = opts.prepared
+                     ? PQsendQueryPrepared(c.pg, s.name.c_str(), n, values, lengths, formats, 0)
+                     : PQsendQueryParams(c.pg, s.sql.c_str(), n, nullptr, values, lengths,
+                                         formats, 0);
+        if (ok != 1 || PQpipelineSync(c.pg) != 1) {
+            std::string why = PQerrorMessage(c.pg);
+            answer(*j, result(result::kind::unavailable, "", why));
+            broken(c, why);
+            return;
+        }
+        j->sent = clock::now();
+        ++c.users;
+        c.inflight.push_back(std::move(j));
+        schedule_flush(c);
+    }
+
+    // ---------------------------------------------------------------- time
+    void schedule_tick() {
+        auto interval = std::clamp(opts.wait / 4, std::chrono::milliseconds(10),
+                                   std::chrono::milliseconds(100));
+        tick_timer.expires_after(interval);
+        tick_timer.async_wait([self = shared_from_this()](auto ec) {
+            if (ec || self->stopped) return;
+            self->tick();
+            self->schedule_tick();
+        });
+    }
+
+    void tick() {
+        auto now = clock::now();
+        auto& m = net::global_metrics();
+        // Requests that waited for a connection past the limit, or past their deadline.
+        while (!waiting.empty()) {
+            auto& j = *waiting.front();
+            if (j.handler && now < j.queued + opts.wait && now < j.deadline) break;
+            if (j.handler) m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+            answer(j, result(result::kind::unavailable, "", "pool wait exceeded"));
+            waiting.pop_front();
+        }
+        publish_waiting();
+        // The server cancels a statement at statement_timeout; one that outlives it by far
+        // means the connection is dead without having said so.
+        auto grace = opts.statement_timeout + std::chrono::milliseconds(2000);
+        for (auto& cp : conns) {
+            auto& c = *cp;
+            if ((c.st == state::connecting || c.st == state::resolving) && now > c.connect_deadline) {
+                broken(c, "connect timeout");
+                continue;
+            }
+            if (c.st != state::ready && !(c.st == state::connecting && !c.inflight.empty()))
+                continue;
+            for (auto& j : c.inflight) {
+                if (j->handler && now >= j->deadline) {
+                    m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+                    answer(*j, result(result::kind::unavailable, "", "deadline passed"));
+                }
+            }
+            if (!c.inflight.empty() && now > c.inflight.front()->sent + grace)
+                broken(c, "no answer within the statement timeout");
+        }
+    }
+
+    // ---------------------------------------------------------------- gauges
+    void update_gauges() {
+        std::int64_t in_use = 0, idle = 0;
+        for (auto& c : conns) {
+            if (c->st != state::ready) continue;
+            if (c->users > 0) ++in_use;
+            else ++idle;
+        }
+        publish_gauges(in_use, idle);
+    }
+
+    void publish_gauges(std::int64_t in_use, std::int64_t idle) {
+        auto& m = net::global_metrics();
+        m.pg_in_use.fetch_add(in_use - published_in_use, std::memory_order_relaxed);
+        m.pg_idle.fetch_add(idle - published_idle, std::memory_order_relaxed);
+        published_in_use = in_use;
+        published_idle = idle;
+    }
+
+    std::int64_t published_waiting = 0;
+    void publish_waiting() {
+        auto n = static_cast<std::int64_t>(waiting.size());
+        net::global_metrics().pg_waiting.fetch_add(n - published_waiting, std::memory_order_relaxed);
+        published_waiting = n;
+    }
+
+    void stop() {
+        if (stopped) return;
+        stopped = true;
+        tick_timer.cancel();
+        resolver.cancel();
+        for (auto& c : conns) {
+            c->retry.cancel();
+            if (c->st != state::down || c->pg) broken(*c, "pool stopped");
+        }
+        for (auto& j : waiting) answer(*j, result(result::kind::unavailable, "", "pool stopped"));
+        waiting.clear();
+        publish_waiting();
+    }
+};
+
+pool::pool(asio::io_context& ioc, options opts, std::vector<statement> statements)
+    : impl_(std::make_shared<impl>(ioc, std::move(opts), std::move(statements))) {}
+
+pool::~pool() { impl_->stop(); }
+
+void pool::start() {
+    asio::post(impl_->ioc, [self = impl_] { self->start(); });
+}
+
+void pool::stop() { impl_->stop(); }
+
+unsigned pool::ready_connections() const { return impl_->ready_count; }
+
+void pool::submit(std::size_t index, std::span<const param> params, clock::time_point deadline,
+                  asio::any_completion_handler<void(result)> handler) {
+    auto j = std::make_unique<job>();
+    j->stmt = index;
+    j->params = params;
+    j->deadline = deadline;
+    j->handler = std::move(handler);
+    impl_->submit(std::move(j));
+}
+
+}  // namespace neptun::pg

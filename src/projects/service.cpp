@@ -1,0 +1,174 @@
+#include "neptun/projects/service.hpp"
+
+#include <boost/asio.hpp>
+#include <boost/beast/http.hpp>
+
+#include "neptun/http/errors.hpp"
+#include "neptun/http/headers.hpp"
+#include "neptun/net/log.hpp"
+#include "neptun/projects/ids.hpp"
+#include "neptun/projects/json.hpp"
+#include "neptun/projects/sql.hpp"
+#include "neptun/projects/validation.hpp"
+
+namespace neptun::projects {
+
+namespace bhttp = boost::beast::http;
+using http::problem;
+
+namespace {
+
+constexpr std::string_view session_cookie_name = "neptun-session";
+
+// Collects the values of every `name` field (few per request: a fixed array suffices).
+struct field_values {
+    std::string_view values[8];
+    std::size_t count = 0;
+    std::size_t total = 0;  // including those beyond the array
+    std::span<const std::string_view> span() const { return {values, count}; }
+};
+
+field_values collect(const net::request& req, bhttp::field name) {
+    field_values out;
+    for (const auto& f : req) {
+        if (f.name() != name) continue;
+        ++out.total;
+        if (out.count < std::size(out.values)) out.values[out.count++] = f.value();
+    }
+    return out;
+}
+
+net::response project_response(const pg::result& r) {
+    using sql::column;
+    auto optional = [&](int col) -> std::optional<std::string_view> {
+        if (r.is_null(0, col)) return std::nullopt;
+        return r.get(0, col);
+    };
+    project_row row;
+    row.id = std::stoll(std::string(r.get(0, column::id)));
+    row.name = r.get(0, column::name);
+    row.description = optional(column::description);
+    row.project_type = r.get(0, column::type);
+    row.programming_language = r.get(0, column::main_language);
+    row.created_at = optional(column::created_at);
+    row.updated_at = optional(column::updated_at);
+    row.neptun_user_id = std::stoll(std::string(r.get(0, column::user_id)));
+    return http::json_response(http::status::ok, encode_project(row));
+}
+
+}  // namespace
+
+std::vector<pg::statement> statements() {
+    return {{"neptun_select_project", std::string(sql::select_project)},
+            {"neptun_update_project", std::string(sql::update_project)}};
+}
+
+http::router api_service::make_router() {
+    return http::router({{"/api/users/{user_id}/projects/{project_id}",
+                          {bhttp::verb::get, bhttp::verb::patch},
+                          net::route_label::project}});
+}
+
+api_service::api_service(boost::asio::io_context& ioc, const service_options& opts)
+    : router_(make_router()), redis_(ioc, opts.redis), sessions_(redis_, opts.session_prefix),
+      pool_(ioc, opts.pg, statements()) {
+    redis_.start();
+    pool_.start();
+}
+
+api_service::~api_service() = default;
+
+net::routed api_service::route(const net::request& header) {
+    return router_.decide(header.target(), header.method());
+}
+
+net::response api_service::error(http::status status, std::string_view message) {
+    return http::error_response(status, message);
+}
+
+void api_service::shutdown() {
+    redis_.stop();
+    pool_.stop();
+}
+
+// The contract's order: 401, 400 (ids), 403, 406, 415, 400 (body), 404, 200. Route,
+// method, 431 and 413 were answered by the connection loop before we got here.
+boost::asio::awaitable<net::response> api_service::handle(net::request& req, int,
+                                                          net::clock::time_point deadline) {
+    auto match = router_.find(req.target(), req.method());
+
+    auto cookies = collect(req, bhttp::field::cookie);
+    auto cookie = http::find_session_cookie(cookies.span(), session_cookie_name);
+    if (cookie.status != http::cookie_status::ok) co_return http::error_response(problem::unauthorized);
+
+    auto session = co_await sessions_.user_for(cookie.token);
+    switch (session.status) {
+        case redis::session_status::ok: break;
+        case redis::session_status::unknown:
+        case redis::session_status::invalid:
+            co_return http::error_response(problem::unauthorized);
+        case redis::session_status::unavailable:
+            co_return http::error_response(problem::unavailable);
+    }
+
+    auto user_id = parse_id(match.params[0]);
+    auto project_id = parse_id(match.params[1]);
+    if (!user_id || !project_id) {
+        std::vector<http::field_error> errors;
+        if (!user_id) errors.push_back({"user_id", "must be an integer from 1 to 2147483647"});
+        if (!project_id)
+            errors.push_back({"project_id", "must be an integer from 1 to 2147483647"});
+        co_return http::error_response(problem::invalid_id, errors);
+    }
+    if (session.user_id != *user_id) co_return http::error_response(problem::forbidden);
+
+    auto accept = collect(req, bhttp::field::accept);
+    if (accept.total > accept.count || !http::accepts_json(accept.span()))
+        co_return http::error_response(problem::not_acceptable);
+
+    co_return co_await run_statement(*project_id, *user_id, req, deadline);
+}
+
+boost::asio::awaitable<net::response> api_service::run_statement(std::int32_t project_id,
+                                                                 std::int32_t user_id,
+                                                                 const net::request& req,
+                                                                 net::clock::time_point deadline) {
+    pg::int4_buffer project_param(project_id), user_param(user_id);
+    pg::result r;
+    if (req.method() == bhttp::verb::get) {
+        pg::param params[] = {project_param.as_param(), user_param.as_param()};
+        r = co_await pool_.async_execute(select_statement, params, deadline);
+    } else {
+        auto types = collect(req, bhttp::field::content_type);
+        if (types.total != 1 || !http::is_json_content_type(types.values[0]))
+            co_return http::error_response(problem::unsupported_media_type);
+        auto checked = validate_patch(req.body());
+        if (!checked.patch) co_return http::error_response(problem::invalid_body, checked.errors);
+        const auto& p = *checked.patch;
+        unsigned char set_description = p.set_description ? 1 : 0;
+        auto text_or_null = [](const auto& v) {
+            return v ? pg::param::text(*v) : pg::param::none();
+        };
+        pg::param params[] = {project_param.as_param(),
+                              user_param.as_param(),
+                              text_or_null(p.name),
+                              pg::param::bytes(&set_description, 1),
+                              text_or_null(p.description),
+                              text_or_null(p.project_type),
+                              text_or_null(p.programming_language)};
+        r = co_await pool_.async_execute(update_statement, params, deadline);
+    }
+    switch (r.outcome()) {
+        case pg::result::kind::ok:
+            if (r.rows() == 0) co_return http::error_response(problem::project_not_found);
+            co_return project_response(r);
+        case pg::result::kind::unavailable:
+            co_return http::error_response(problem::unavailable);
+        case pg::result::kind::sql_error:
+            net::log::error("statement_failed", {{"sqlstate", r.sqlstate()}});
+            co_return http::error_response(problem::internal);
+    }
+    co_return http::error_response(problem::internal);
+}
+
+}  // namespace neptun::projects

@@ -1,0 +1,52 @@
+#include "neptun/redis/session_store.hpp"
+
+#include <boost/json.hpp>
+
+#include "neptun/net/log.hpp"
+
+namespace neptun::redis {
+
+std::optional<std::int64_t> user_id_from_session(std::string_view json) {
+    unsigned char scratch[4096];
+    boost::json::monotonic_resource mr(scratch, sizeof scratch);
+    boost::json::error_code ec;
+    auto value = boost::json::parse(json, ec, &mr);
+    if (ec || !value.is_object()) return std::nullopt;
+    const auto* user = value.as_object().if_contains("user");
+    if (!user || !user->is_object()) return std::nullopt;
+    const auto* id = user->as_object().if_contains("id");
+    if (!id) return std::nullopt;
+    if (id->is_int64() && id->get_int64() > 0) return id->get_int64();
+    if (id->is_uint64() && id->get_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
+        return static_cast<std::int64_t>(id->get_uint64());
+    return std::nullopt;
+}
+
+boost::asio::awaitable<session_lookup> session_store::user_for(std::string_view token) {
+    std::string key;
+    key.reserve(prefix_.size() + token.size());
+    key += prefix_;
+    key += token;
+    auto rep = co_await redis_.async_get(key);
+    switch (rep.type) {
+        case reply::kind::nil: co_return session_lookup{session_status::unknown, 0};
+        case reply::kind::unavailable: co_return session_lookup{session_status::unavailable, 0};
+        case reply::kind::error:
+            // e.g. WRONGTYPE for a key that is not a string; LOADING or NOAUTH are outages.
+            if (rep.value.starts_with("WRONGTYPE")) {
+                net::log::warn("session_unreadable", {{"reason", "not a string value"}});
+                co_return session_lookup{session_status::invalid, 0};
+            }
+            net::log::warn("redis_error_reply", {{"reply", rep.value.substr(0, 80)}});
+            co_return session_lookup{session_status::unavailable, 0};
+        case reply::kind::string: break;
+    }
+    auto id = user_id_from_session(rep.value);
+    if (!id) {
+        net::log::warn("session_unreadable", {{"reason", "no integer user.id"}});
+        co_return session_lookup{session_status::invalid, 0};
+    }
+    co_return session_lookup{session_status::ok, *id};
+}
+
+}  // namespace neptun::redis

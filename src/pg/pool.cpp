@@ -79,7 +79,7 @@ struct job {
     clock::time_point deadline;  // the caller gives up then
     clock::time_point queued;
     clock::time_point sent;
-    asio::any_completion_handler<void(result)> handler;  // empty once answered
+    net::completion<result> handler;  // empty once answered
     result res;
     bool got_result = false;
     bool setup = false;  // the per-connection setup: SET and PREPAREs
@@ -612,7 +612,7 @@ void pool::stop() { impl_->stop(); }
 unsigned pool::ready_connections() const { return impl_->ready_count; }
 
 void pool::submit(std::size_t index, std::span<const param> params, clock::time_point deadline,
-                  asio::any_completion_handler<void(result)> handler) {
+                  net::completion<result> handler) {
     auto j = std::make_unique<job>();
     j->stmt = index;
     j->params = params;

@@ -21,7 +21,7 @@ namespace {
 enum class purpose { user, setup, ping };
 
 struct pending {
-    asio::any_completion_handler<void(reply)> handler;  // empty unless purpose::user
+    net::completion<reply> handler;  // empty unless purpose::user
     purpose what = purpose::user;
     clock::time_point started;
     clock::time_point deadline;
@@ -331,7 +331,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         complete(std::move(p->handler), std::move(rep));
     }
 
-    void complete(asio::any_completion_handler<void(reply)> h, reply rep) {
+    void complete(net::completion<reply> h, reply rep) {
         // Resume the waiting coroutine from the io_context, never from inside hiredis.
         // Every caller runs on this client's single-threaded io_context.
         asio::post(ioc, [h = std::move(h), rep = std::move(rep)]() mutable {
@@ -362,7 +362,7 @@ void client::stop() { impl_->stop(); }
 bool client::connected() const { return impl_->st == impl::state::ready; }
 
 void client::start_command(std::string_view verb, std::string_view arg,
-                           asio::any_completion_handler<void(reply)> handler) {
+                           net::completion<reply> handler) {
     auto& m = net::global_metrics();
     m.redis_commands.fetch_add(1, std::memory_order_relaxed);
     if (impl_->st != impl::state::ready || !impl_->ac) {

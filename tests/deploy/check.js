@@ -105,10 +105,17 @@ function quantity(q) {
 const matches = (selector, labels) =>
   !!selector && !!labels && Object.entries(selector).every(([k, v]) => labels[k] === v);
 
+// A LabelSelector (matchLabels and matchExpressions) against a pod's labels.
 function label_selector_matches(sel, labels) {
-  if (!sel) return false;
-  if (sel.matchExpressions && sel.matchExpressions.length) return false;  // not used here
-  return matches(sel.matchLabels || {}, labels);
+  if (!sel || !labels) return false;
+  const has = (k) => Object.prototype.hasOwnProperty.call(labels, k);
+  const expression = ({ key, operator, values = [] }) => ({
+    In: has(key) && values.includes(labels[key]),
+    NotIn: !has(key) || !values.includes(labels[key]),
+    Exists: has(key),
+    DoesNotExist: !has(key),
+  })[operator];
+  return matches(sel.matchLabels || {}, labels) && (sel.matchExpressions || []).every(expression);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -167,7 +174,7 @@ function docker_image_facts(help) {
   const final = stages[stages.length - 1];
   const all = (stage, cmd) => (stage ? stage.instructions.filter((i) => i.cmd === cmd) : []);
   const user = all(final, 'USER').pop();
-  const uid = user ? Number(user.rest.split(':')[0]) : undefined;
+  const uid = user && /^\d+(:\d+)?$/.test(user.rest.trim()) ? Number(user.rest.split(':')[0]) : user ? user.rest.trim() : undefined;
   const exposed = all(final, 'EXPOSE').flatMap((i) => i.rest.split(/\s+/).map((p) => Number(p.split('/')[0])));
   const ep = all(final, 'ENTRYPOINT').pop();
   let entrypoint;
@@ -316,7 +323,7 @@ function overlay_facts(objs, help) {
   for (const p of (ctr && ctr.ports) || []) ports[p.name] = p.containerPort;
   const resolve_port = (p) => (typeof p === 'number' ? p : ports[p]);
   return {
-    objs, of_kind, dep, job, pod, ctr, jpod, jctr, cm, cm_of, setting, ports, resolve_port,
+    objs, of_kind, dep, job, pod, ctr, jpod, jctr, cm, cm_of, env_literal, setting, ports, resolve_port,
     api_port: port_of(setting('NEPTUN_LISTEN')),
     admin_port: port_of(setting('NEPTUN_ADMIN_LISTEN')),
     pod_labels: dep && dep.spec.template.metadata.labels,
@@ -371,7 +378,8 @@ async function check_overlay(name, dir, help, image) {
   await check(`${prefix} kustomize renders`, () => {
     const r = cp.spawnSync(opts.kubectl, ['kustomize', dir], { encoding: 'utf8', maxBuffer: 64 << 20 });
     if (r.error) return [`${opts.kubectl}: ${r.error.message}`];
-    if (r.status !== 0) return [`kubectl kustomize ${path.relative(root, dir)} exited ${r.status}: ${r.stderr.trim()}`];
+    const stderr = r.stderr.split('\n').filter((l) => l && !/^# Warning: '\w+' is deprecated/.test(l)).join('\n');
+    if (r.status !== 0) return [`kubectl kustomize ${path.relative(root, dir)} exited ${r.status}: ${stderr}`];
     fs.mkdirSync(path.dirname(rendered), { recursive: true });
     fs.writeFileSync(rendered, r.stdout);
     const docs = YAML.parseAllDocuments(r.stdout);
@@ -396,6 +404,10 @@ async function check_overlay(name, dir, help, image) {
     if (f.of_kind('Secret').length) p.push('a Secret is rendered: credentials must not live in the repository');
     const ns = new Set(objs.map((o) => o.metadata.namespace));
     if (ns.size !== 1 || ns.has(undefined)) p.push(`objects are not all in one namespace: ${[...ns]}`);
+    const accounts = f.of_kind('ServiceAccount').map((a) => a.metadata.name);
+    for (const [what, pod] of [['Deployment', f.pod], ['Job', f.jpod]]) {
+      if (pod && pod.serviceAccountName && !accounts.includes(pod.serviceAccountName)) p.push(`${what} runs as ServiceAccount ${pod.serviceAccountName}, which is not rendered`);
+    }
     if (!f.dep || !f.ctr) p.push('no Deployment container to check');
     if (!f.job || !f.jctr) p.push('no Job container to check');
     return p;
@@ -659,7 +671,7 @@ async function check_image(help) {
     if (!Array.isArray(ep) || !/\/neptun-api$/.test(ep[0])) p.push(`ENTRYPOINT ${JSON.stringify(ep)} is not the exec form of neptun-api`);
     else if (copy && !copy.rest.trim().endsWith(` ${ep[0]}`)) p.push(`ENTRYPOINT ${ep[0]} is not where the binary is copied (${copy.rest})`);
     if (image.cmd !== undefined && !(Array.isArray(image.cmd) && ['serve', 'migrate'].includes(image.cmd[0]))) p.push(`CMD ${JSON.stringify(image.cmd)} is not a neptun-api command`);
-    if (!(Number.isInteger(image.uid) && image.uid > 0)) p.push(`USER is ${image.uid}: the image must run as a numeric non-root uid (Kubernetes checks runAsNonRoot only for numbers)`);
+    if (!(Number.isInteger(image.uid) && image.uid > 0)) p.push(`USER is ${image.uid === undefined ? 'not set' : image.uid}: the image must run as a numeric non-root uid (Kubernetes checks runAsNonRoot only for numbers)`);
     const api = port_of(help.defaults.get('NEPTUN_LISTEN'));
     const admin = port_of(help.defaults.get('NEPTUN_ADMIN_LISTEN'));
     for (const [n, port] of [['NEPTUN_LISTEN', api], ['NEPTUN_ADMIN_LISTEN', admin]]) {
@@ -707,7 +719,12 @@ async function check_image(help) {
 
   await check('image: every shared library of the binary is in the runtime image', () => {
     if (!opts.binary) return { skip: 'no binary given' };
+    // The image ships the release build; a sanitizer build (asan, tsan presets) needs its
+    // compiler's runtime libraries and is never shipped.
+    const ldd = cp.spawnSync('ldd', [opts.binary], { encoding: 'utf8' });
+    if (/\blib(asan|tsan|ubsan|lsan)\.so/.test(ldd.stdout || '')) return { skip: 'a sanitizer build, not the image\'s binary' };
     const r = cp.spawnSync(path.join(root, 'deploy/image/build.sh'), ['check-runtime', opts.binary], { encoding: 'utf8' });
+    if (r.error) return [`deploy/image/build.sh: ${r.error.message}`];
     if (r.status !== 0) return [`build.sh check-runtime ${opts.binary} exited ${r.status}`, ...(r.stdout + r.stderr).trim().split('\n').filter((l) => !/^ok /.test(l))];
     return { problems: [], note: r.stdout.trim().split('\n').pop() };
   });
@@ -785,9 +802,10 @@ async function check_compose(help, image) {
 // ---------------------------------------------------------------------------------------
 // docs/operations.md
 
-// Metric-like words of a text; neptun_user and neptun_user_project are the schema's tables.
+// Metric-like words of a text. Not metrics: neptun_user and neptun_user_project (the schema's
+// tables) and neptun_api (the database role the docs suggest).
 function metric_names_in(text) {
-  return new Set((text.match(/\b(?:neptun|process)_[a-z0-9_]+\b/g) || []).filter((n) => !/^neptun_user/.test(n)));
+  return new Set((text.match(/\b(?:neptun|process)_[a-z0-9_]+\b/g) || []).filter((n) => !/^neptun_(user|api$)/.test(n)));
 }
 
 async function check_docs(help, live_metrics) {
@@ -796,7 +814,8 @@ async function check_docs(help, live_metrics) {
   const text = read(file);
   await check('docs: settings named in docs/operations.md exist, and every setting is documented', () => {
     const p = [];
-    const named = new Set(text.match(/\bNEPTUN_[A-Z0-9_]+\b/g) || []);
+    // NEPTUN_API_* are the Service-link variables the docs warn about, not settings.
+    const named = new Set((text.match(/\bNEPTUN_[A-Z0-9_]+\b/g) || []).filter((n) => !/^NEPTUN_API_/.test(n)));
     for (const n of named) if (!help.names.has(n)) p.push(`${n} is named in ${file} but is not a setting of the server`);
     for (const n of help.names) if (!named.has(n)) p.push(`${n} is a setting of the server but ${file} does not mention it`);
     return p;
@@ -838,6 +857,25 @@ function get(port, urlpath, timeout_ms = 2000) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// With live stores: the Job's command, with the Job's settings, twice (it must be idempotent).
+async function check_migrate(name, objs, help) {
+  const title = `server ${name}: the migration Job's command succeeds twice`;
+  if (!opts.binary) return check(title, () => ({ skip: 'no binary given' }));
+  const url = process.env.NEPTUN_DEPLOY_CHECK_DATABASE_URL;
+  if (!url) return check(title, () => ({ skip: 'NEPTUN_DEPLOY_CHECK_DATABASE_URL not set' }));
+  return check(title, () => {
+    const f = overlay_facts(objs, help);
+    const argv = [...(f.jctr.command || []).slice(1), ...(f.jctr.args || [])];
+    const literal = Object.fromEntries((f.jctr.env || []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value]));
+    const env = { PATH: process.env.PATH || '/usr/bin:/bin', ...f.cm_of(f.jctr).data, ...literal, NEPTUN_DATABASE_URL: url };
+    for (const run of [1, 2]) {
+      const r = cp.spawnSync(opts.binary, argv, { env, encoding: 'utf8', timeout: 60000 });
+      if (r.status !== 0) return [`run ${run} of neptun-api ${argv.join(' ')} exited ${r.status ?? r.signal}`, ...(r.stdout + r.stderr).trim().split('\n').slice(-8).map((l) => `  | ${l}`)];
+    }
+    return { problems: [], note: `neptun-api ${argv.join(' ')}` };
+  });
+}
+
 async function check_live(name, objs, help) {
   const prefix = `server ${name}:`;
   if (!opts.binary) {
@@ -852,6 +890,7 @@ async function check_live(name, objs, help) {
   const env = {
     PATH: process.env.PATH || '/usr/bin:/bin',
     ...f.cm.data,
+    ...f.env_literal,
     NEPTUN_LISTEN: `127.0.0.1:${api}`,
     NEPTUN_ADMIN_LISTEN: `127.0.0.1:${admin}`,
     NEPTUN_THREADS: String(Math.ceil(quantity(((f.ctr.resources || {}).limits || {}).cpu || 1))),
@@ -860,13 +899,15 @@ async function check_live(name, objs, help) {
     NEPTUN_SHUTDOWN_DELAY_MS: String(live_shutdown_delay_ms),
   };
   const timeout_ms = Number(f.setting('NEPTUN_SHUTDOWN_TIMEOUT_MS'));
-  const child = cp.spawn(opts.binary, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The Deployment's own arguments (`serve`); the image's ENTRYPOINT is the binary.
+  const argv = [...(f.ctr.command || []).slice(1), ...(f.ctr.args || [])];
+  const child = cp.spawn(opts.binary, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d) => { output += d; });
   child.stderr.on('data', (d) => { output += d; });
   let exited = null;
   const exit = new Promise((resolve) => child.on('exit', (code, signal) => { exited = { code, signal, at: Date.now() }; resolve(exited); }));
-  const tail = () => output.trim().split('\n').slice(-8).map((l) => `  | ${l}`);
+  const tail = () => (output.trim() ? output.trim().split('\n').slice(-8).map((l) => `  | ${l}`) : ['(no output)']);
   let metrics;
 
   try {
@@ -885,12 +926,12 @@ async function check_live(name, objs, help) {
 
     await check(`${prefix} serves /livez, /readyz and /metrics on the admin port only`, async () => {
       const p = [];
+      // The stores' first connection attempts may still be under way: give them a moment.
+      const want = with_stores ? 200 : 503;
       let ready = await get(admin, '/readyz');
-      if (with_stores) {
-        const deadline = Date.now() + 10000;
-        while (ready.status !== 200 && Date.now() < deadline) { await sleep(200); ready = await get(admin, '/readyz'); }
-        if (ready.status !== 200) p.push(`/readyz is ${ready.status} with the stores up: ${ready.body}`);
-      } else if (ready.status !== 503) p.push(`/readyz is ${ready.status} with the stores unreachable, expected 503`);
+      const deadline = Date.now() + (with_stores ? 10000 : 3000);
+      while (ready.status !== want && Date.now() < deadline) { await sleep(200); ready = await get(admin, '/readyz'); }
+      if (ready.status !== want) p.push(`/readyz is ${ready.status} with the stores ${with_stores ? 'up' : 'unreachable'}, expected ${want}: ${ready.body.slice(0, 200)}`);
       const m = await get(admin, '/metrics');
       if (m.status !== 200) p.push(`/metrics answered ${m.status}`);
       if (!/^text\/plain/.test(m.headers['content-type'] || '')) p.push(`/metrics Content-Type is ${m.headers['content-type']}`);
@@ -963,7 +1004,8 @@ async function main() {
     const file = path.join(opts.cache, 'rendered', `${o}.yaml`);
     if (results.some((r) => r.name === `k8s ${o}: kustomize renders` && !r.problems.length)) {
       const objs = YAML.parseAllDocuments(fs.readFileSync(file, 'utf8')).map((d) => d.toJS()).filter(Boolean);
-      if (objs.some((x) => x.kind === 'Deployment')) {
+      if (objs.some((x) => x.kind === 'Deployment') && objs.some((x) => x.kind === 'Job')) {
+        await check_migrate(o, objs, help);
         const m = await check_live(o, objs, help);
         live_metrics = live_metrics || m;
       }

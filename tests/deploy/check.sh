@@ -6,15 +6,17 @@
 #   tests/deploy/check.sh BINARY                 the real run: BINARY --help, check-runtime,
 #                                                and BINARY started with each overlay's settings
 #   tests/deploy/check.sh --help-file FILE       no binary: settings from a --help text (for
-#                                                working on the manifests before a build)
+#                                                working on the manifests before a build;
+#                                                tests/deploy/saved-help.txt is one)
 #   tests/deploy/check.sh --prepare              install what the checks need (apt: nodejs,
 #                                                npm, and kubernetes-client if there is no
 #                                                kubectl; npm ci), then exit
 #
 # Needs node, npm and kubectl. The npm packages (tests/deploy/package-lock.json) go to
 # build/deploy-check/node_modules, installed again only when the lock file changes.
-# Set NEPTUN_DEPLOY_CHECK_REDIS_URL and NEPTUN_DEPLOY_CHECK_DATABASE_URL to live stores to also
-# see /readyz turn from 200 to 503 on SIGTERM; without them the stores are unreachable ports.
+# Set NEPTUN_DEPLOY_CHECK_REDIS_URL and NEPTUN_DEPLOY_CHECK_DATABASE_URL to live stores (a
+# scratch database: the Job's `migrate` runs on it) to also run the migration and see /readyz
+# turn from 200 to 503 on SIGTERM; without them the stores are unreachable loopback ports.
 # Exits 0 when every check passed; prints "N passed, M failed" last.
 set -uo pipefail
 
@@ -69,7 +71,7 @@ binary="" help_file=""
 case ${1:-} in
   --prepare) prepare; exit ;;
   --help-file) help_file=${2:-}; [ -f "$help_file" ] || fail "--help-file needs a file" ;;
-  -h | --help | "") sed -n '2,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 2 ;;
+  -h | --help | "") sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 2 ;;
   *) binary=$1 ;;
 esac
 

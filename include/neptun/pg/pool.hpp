@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include <boost/asio/any_completion_handler.hpp>
+#include "neptun/net/completion.hpp"
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -108,7 +108,7 @@ public:
                        Token&& token = {}) {
         return asio::async_initiate<Token, void(result)>(
             [this](auto handler, std::size_t i, std::span<const param> p, clock::time_point d) {
-                submit(i, p, d, asio::any_completion_handler<void(result)>(std::move(handler)));
+                submit(i, p, d, net::completion<result>(std::move(handler)));
             },
             token, index, params, deadline);
     }
@@ -117,7 +117,7 @@ public:
 
 private:
     void submit(std::size_t index, std::span<const param> params, clock::time_point deadline,
-                asio::any_completion_handler<void(result)> handler);
+                net::completion<result> handler);
     std::shared_ptr<impl> impl_;
 };
 

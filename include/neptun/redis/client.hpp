@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include <boost/asio/any_completion_handler.hpp>
+#include "neptun/net/completion.hpp"
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -58,7 +58,7 @@ public:
     auto async_get(std::string_view key, Token&& token = {}) {
         return asio::async_initiate<Token, void(reply)>(
             [this](auto handler, std::string_view k) {
-                start_command("GET", k, asio::any_completion_handler<void(reply)>(std::move(handler)));
+                start_command("GET", k, net::completion<reply>(std::move(handler)));
             },
             token, key);
     }
@@ -67,7 +67,7 @@ public:
 
 private:
     void start_command(std::string_view verb, std::string_view arg,
-                       asio::any_completion_handler<void(reply)> handler);
+                       net::completion<reply> handler);
     std::shared_ptr<impl> impl_;
 };
 

@@ -1,0 +1,29 @@
+// Shared by the end-to-end tests: the environment that points a server at the test stores.
+#pragma once
+
+#include <boost/test/unit_test.hpp>
+
+#include "support/http_client.hpp"
+#include "support/process.hpp"
+#include "support/stores.hpp"
+
+namespace neptun::test {
+
+inline env_map base_env(env_map extra = {}) {
+    env_map env{{"NEPTUN_REDIS_URL", stores::redis_url()},
+                {"NEPTUN_DATABASE_URL", stores::database_url()}};
+    for (auto& [k, v] : extra) env[k] = v;
+    return env;
+}
+
+inline header_list auth(const seeded_user& u, header_list more = {}) {
+    header_list h{{"Cookie", u.cookie()}};
+    h.insert(h.end(), more.begin(), more.end());
+    return h;
+}
+
+inline header_list json_auth(const seeded_user& u) {
+    return auth(u, {{"Content-Type", "application/json"}});
+}
+
+}  // namespace neptun::test

@@ -1,0 +1,157 @@
+// Store outages through HTTP: Redis or PostgreSQL down, slow or restarted. Answers are 503
+// with Retry-After (never 401, 404 or an unwritten 200), /readyz follows, and service
+// comes back by itself.
+#include "e2e/common.hpp"
+
+using namespace neptun::test;
+
+namespace {
+
+const std::string unavailable =
+    R"({"statusCode":503,"message":"Service unavailable, retry later"})";
+
+void expect_503(const std::optional<http_response>& r) {
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 503);
+    BOOST_TEST(r->header("Retry-After") == "1");
+    BOOST_TEST(r->body == unavailable);
+}
+
+// Awaits /readyz reaching `status` (readiness changes only through the stores' events).
+bool readyz_becomes(std::uint16_t admin_port, int status, std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        auto r = http_request(admin_port, "GET", "/readyz");
+        if (r && r->status == status) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(outages)
+
+BOOST_AUTO_TEST_CASE(redis_down_is_503_and_recovers_without_a_restart) {
+    redis_server redis;
+    server_process srv(base_env({{"NEPTUN_REDIS_URL", redis.url()},
+                                 {"NEPTUN_REDIS_TIMEOUT_MS", "500"}}));
+    BOOST_REQUIRE(srv.wait_ready());
+    auto u = seed_user("neptun", redis.port());
+    BOOST_TEST(http_request(srv.port, "GET", u.path(), auth(u))->status == 200);
+
+    redis.stop();
+    BOOST_REQUIRE(srv.process.wait_for_log("event=redis_down", 5s));
+    auto started = std::chrono::steady_clock::now();
+    expect_503(http_request(srv.port, "GET", u.path(), auth(u)));
+    expect_503(http_request(srv.port, "PATCH", u.path(), json_auth(u), R"({"name":"x"})"));
+    BOOST_TEST((std::chrono::steady_clock::now() - started < 2s));
+    auto ready = http_request(srv.admin_port, "GET", "/readyz");
+    BOOST_REQUIRE(ready);
+    BOOST_TEST(ready->status == 503);
+    BOOST_TEST(ready->body == R"({"status":"not ready","draining":false,"down":["redis"]})");
+    // Without a session the answer is still 401: no Redis round trip is needed for that.
+    BOOST_TEST(http_request(srv.port, "GET", u.path(), {})->status == 401);
+
+    redis.start();
+    stores::redis({"SET", "neptun:session:" + u.token,
+                   R"({"user":{"id":)" + std::to_string(u.user_id) + "}}"},
+                  redis.port());
+    BOOST_REQUIRE(srv.process.wait_for_log("event=redis_connected", 15s, 2 * srv.threads));
+    BOOST_TEST(readyz_becomes(srv.admin_port, 200, 10s));
+    BOOST_TEST(http_request(srv.port, "GET", u.path(), auth(u))->status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(redis_that_stops_answering_is_503_within_the_command_timeout) {
+    redis_server redis({"--enable-debug-command", "yes"});
+    server_process srv(base_env({{"NEPTUN_REDIS_URL", redis.url()},
+                                 {"NEPTUN_REDIS_TIMEOUT_MS", "300"}, {"NEPTUN_THREADS", "1"}}));
+    BOOST_REQUIRE(srv.wait_ready());
+    auto u = seed_user("neptun", redis.port());
+    // DEBUG SLEEP blocks the server: it is up, connected, and silent.
+    child_process sleeper({"/usr/bin/redis-cli", "-p", std::to_string(redis.port()), "DEBUG",
+                           "SLEEP", "2"},
+                          {});
+    auto started = std::chrono::steady_clock::now();
+    auto r = http_request(srv.port, "GET", u.path(), auth(u));
+    auto took = std::chrono::steady_clock::now() - started;
+    expect_503(r);
+    BOOST_TEST((took < 1500ms));
+    sleeper.wait_exit(10s);
+    BOOST_REQUIRE(srv.process.wait_for_log("event=redis_connected", 15s, 2));
+    BOOST_TEST(http_request(srv.port, "GET", u.path(), auth(u))->status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(redis_auth_and_db_index_come_from_the_url) {
+    redis_server redis({"--requirepass", "s3cret"});
+    std::string token = "auth-test-token";
+    run_command({"/usr/bin/redis-cli", "-p", std::to_string(redis.port()), "-a", "s3cret",
+                 "--no-auth-warning", "-n", "3", "SET", "neptun:session:" + token,
+                 R"({"user":{"id":424242}})"});
+    server_process srv(base_env({{"NEPTUN_REDIS_URL",
+                                  "redis://:s3cret@127.0.0.1:" + std::to_string(redis.port()) + "/3"}}));
+    BOOST_REQUIRE(srv.wait_ready());
+    // The session says user 424242: the path's user differs, so a 403 proves the lookup worked.
+    auto r = http_request(srv.port, "GET", "/api/users/1/projects/1",
+                          {{"Cookie", "neptun-session=" + token}});
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 403);
+    // db 0 has no such key: the same token against db 0 is unknown.
+    server_process other(base_env({{"NEPTUN_REDIS_URL",
+                                    "redis://:s3cret@127.0.0.1:" + std::to_string(redis.port()) + "/0"}}));
+    BOOST_REQUIRE(other.wait_ready());
+    BOOST_TEST(http_request(other.port, "GET", "/api/users/1/projects/1",
+                            {{"Cookie", "neptun-session=" + token}})->status == 401);
+    // A wrong password keeps the server not ready, and requests get 503, not 401.
+    server_process wrong(base_env({{"NEPTUN_REDIS_URL",
+                                    "redis://:nope@127.0.0.1:" + std::to_string(redis.port()) + "/3"}}));
+    BOOST_REQUIRE(wrong.process.wait_for_log("event=redis_setup_failed", 10s));
+    expect_503(http_request(wrong.port, "GET", "/api/users/1/projects/1",
+                            {{"Cookie", "neptun-session=" + token}}));
+}
+
+BOOST_AUTO_TEST_CASE(postgres_stopped_is_503_and_restarted_recovers) {
+    server_process srv(base_env({{"NEPTUN_PG_CONNECT_TIMEOUT_MS", "1000"}}));
+    BOOST_REQUIRE(srv.wait_ready());
+    auto u = seed_user();
+    BOOST_TEST(http_request(srv.port, "GET", u.path(), auth(u))->status == 200);
+    BOOST_REQUIRE(stores::pg_ctl("stop") == 0);
+    BOOST_REQUIRE(srv.process.wait_for_log("event=pg_down", 10s));
+    expect_503(http_request(srv.port, "PATCH", u.path(), json_auth(u), R"({"name":"lost?"})"));
+    expect_503(http_request(srv.port, "GET", u.path(), auth(u)));
+    auto ready = http_request(srv.admin_port, "GET", "/readyz");
+    BOOST_REQUIRE(ready);
+    BOOST_TEST(ready->status == 503);
+    BOOST_TEST(ready->body.find("\"postgres\"") != std::string::npos);
+    BOOST_REQUIRE(stores::pg_ctl("start") == 0);
+    BOOST_REQUIRE(srv.process.wait_for_log("event=pg_connected", 20s, 2 * srv.threads));
+    BOOST_TEST(readyz_becomes(srv.admin_port, 200, 10s));
+    auto r = http_request(srv.port, "PATCH", u.path(), json_auth(u), R"({"name":"after restart"})");
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 200);
+    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
+                            std::to_string(u.project_id)) == "after restart");
+}
+
+BOOST_AUTO_TEST_CASE(a_slow_database_is_503_at_the_deadline_and_never_a_false_200) {
+    server_process srv(base_env({{"NEPTUN_HANDLER_TIMEOUT_MS", "400"}, {"NEPTUN_THREADS", "1"}}));
+    BOOST_REQUIRE(srv.wait_ready());
+    auto u = seed_user();
+    child_process locker({"/bin/sh", "-c",
+                          "exec psql -h 127.0.0.1 -p " + std::to_string(stores::pg_port()) +
+                              " -U postgres -d neptun -v ON_ERROR_STOP=1 -c 'BEGIN' -c "
+                              "\"UPDATE neptun_user_project SET name = 'locker' WHERE id = " +
+                              std::to_string(u.project_id) +
+                              "\" -c \"SELECT 'locked'\" -c 'SELECT pg_sleep(2)' -c 'ROLLBACK' 1>&2"},
+                         {});
+    BOOST_REQUIRE(locker.wait_for_log("locked", 10s));
+    auto started = std::chrono::steady_clock::now();
+    expect_503(http_request(srv.port, "PATCH", u.path(), json_auth(u), R"({"name":"slow"})"));
+    BOOST_TEST((std::chrono::steady_clock::now() - started < 1500ms));
+    BOOST_TEST(locker.wait_exit(10s) == 0);
+    // Once the lock is gone, the same connection pool serves again.
+    auto r = http_request(srv.port, "PATCH", u.path(), json_auth(u), R"({"name":"fast"})");
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 200);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,333 @@
+// The server core over real sockets: keep-alive, pipelining, HTTP/1.0, limits, framing
+// refusals, deadlines, the connection cap, the admin port and the SIGTERM drain.
+#include <csignal>
+
+#include "e2e/common.hpp"
+
+using namespace neptun::test;
+
+namespace {
+
+struct running_server {
+    explicit running_server(env_map extra = {}) : srv(base_env(std::move(extra))) {
+        BOOST_REQUIRE(srv.wait_ready());
+    }
+    server_process srv;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(server_core)
+
+BOOST_AUTO_TEST_CASE(keep_alive_serves_several_requests_on_one_connection) {
+    running_server s;
+    auto u = seed_user();
+    http_connection c(s.srv.port);
+    for (int i = 0; i < 3; ++i) {
+        c.send(build_request("GET", u.path(), auth(u)));
+        auto r = c.read_response();
+        BOOST_REQUIRE(r);
+        BOOST_TEST(r->status == 200);
+        BOOST_TEST(r->header("Connection") != "close");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(pipelined_requests_take_effect_and_answer_in_order) {
+    running_server s;
+    auto u = seed_user();
+    std::string pipeline = build_request("GET", u.path(), auth(u)) +
+                           build_request("PATCH", u.path(), json_auth(u), R"({"name":"one"})") +
+                           build_request("PATCH", u.path(), json_auth(u), R"({"name":"two"})") +
+                           build_request("GET", u.path(), auth(u)) +
+                           build_request("GET", "/nowhere", {});
+    http_connection c(s.srv.port);
+    c.send(pipeline);
+    auto r1 = c.read_response(), r2 = c.read_response(), r3 = c.read_response(),
+         r4 = c.read_response(), r5 = c.read_response();
+    BOOST_REQUIRE(r1 && r2 && r3 && r4 && r5);
+    BOOST_TEST(r1->status == 200);
+    BOOST_TEST(r1->body.find("\"name\":\"Project of ") != std::string::npos);
+    BOOST_TEST(r2->body.find("\"name\":\"one\"") != std::string::npos);
+    BOOST_TEST(r3->body.find("\"name\":\"two\"") != std::string::npos);
+    BOOST_TEST(r4->body.find("\"name\":\"two\"") != std::string::npos);
+    BOOST_TEST(r5->status == 404);
+    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
+                            std::to_string(u.project_id)) == "two");
+}
+
+BOOST_AUTO_TEST_CASE(http10_and_connection_close_end_the_connection) {
+    running_server s;
+    auto u = seed_user();
+    {
+        http_connection c(s.srv.port);
+        c.send("GET " + u.path() + " HTTP/1.0\r\nCookie: " + u.cookie() + "\r\n\r\n");
+        auto r = c.read_response();
+        BOOST_REQUIRE(r);
+        BOOST_TEST(r->status == 200);
+        BOOST_TEST(c.wait_closed(5s));
+    }
+    {
+        http_connection c(s.srv.port);
+        c.send(build_request("GET", u.path(), auth(u, {{"Connection", "close"}})));
+        auto r = c.read_response();
+        BOOST_REQUIRE(r);
+        BOOST_TEST(r->header("Connection") == "close");
+        BOOST_TEST(c.wait_closed(5s));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(chunked_request_body_is_read) {
+    running_server s;
+    auto u = seed_user();
+    http_connection c(s.srv.port);
+    std::string body = R"({"name":"chunked name"})";
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx", body.size() - 5);
+    c.send("PATCH " + u.path() + " HTTP/1.1\r\nHost: x\r\nCookie: " + u.cookie() +
+           "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + size +
+           "\r\n" + body.substr(0, body.size() - 5) + "\r\n5\r\n" + body.substr(body.size() - 5) +
+           "\r\n0\r\n\r\n");
+    auto r = c.read_response();
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 200);
+    BOOST_TEST(r->body.find("\"name\":\"chunked name\"") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(expect_100_continue_is_honoured) {
+    running_server s;
+    auto u = seed_user();
+    http_connection c(s.srv.port);
+    std::string body = R"({"description":"after continue"})";
+    c.send("PATCH " + u.path() + " HTTP/1.1\r\nHost: x\r\nCookie: " + u.cookie() +
+           "\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n");
+    auto interim = c.read_response();
+    BOOST_REQUIRE(interim);
+    BOOST_TEST(interim->status == 100);
+    c.send(body);
+    auto r = c.read_response();
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(header_over_the_limit_is_431_json_and_close) {
+    running_server s;
+    http_connection c(s.srv.port);
+    c.send(build_request("GET", "/api/users/1/projects/1", {{"X-Big", std::string(9000, 'a')}}));
+    auto r = c.read_response();
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 431);
+    BOOST_TEST(r->header("Content-Type") == "application/json");
+    BOOST_TEST(r->body == R"({"statusCode":431,"message":"Request header fields too large"})");
+    BOOST_TEST(c.wait_closed(5s));
+}
+
+BOOST_AUTO_TEST_CASE(header_just_under_the_limit_is_served) {
+    running_server s;
+    auto u = seed_user();
+    auto request = build_request("GET", u.path(), auth(u, {{"X-Pad", ""}}));
+    // Pad the request to exactly 8192 bytes of header.
+    auto pad = 8192 - request.size();
+    auto r = http_request(s.srv.port, "GET", u.path(),
+                          auth(u, {{"X-Pad", std::string(pad, 'p')}}));
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(body_over_the_limit_is_413_with_length_and_chunked) {
+    running_server s(env_map{{"NEPTUN_MAX_BODY_BYTES", "1024"}});
+    auto u = seed_user();
+    std::string big = R"({"description":")" + std::string(1100, 'd') + R"("})";
+    {
+        http_connection c(s.srv.port);
+        c.send(build_request("PATCH", u.path(), json_auth(u), big));
+        auto r = c.read_response();
+        BOOST_REQUIRE(r);
+        BOOST_TEST(r->status == 413);
+        BOOST_TEST(r->body == R"({"statusCode":413,"message":"Payload too large"})");
+        BOOST_TEST(c.wait_closed(5s));
+    }
+    {
+        http_connection c(s.srv.port);
+        char size[16];
+        std::snprintf(size, sizeof size, "%zx", big.size());
+        c.send("PATCH " + u.path() + " HTTP/1.1\r\nHost: x\r\nCookie: " + u.cookie() +
+               "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + size +
+               "\r\n" + big + "\r\n0\r\n\r\n");
+        auto r = c.read_response();
+        BOOST_REQUIRE(r);
+        BOOST_TEST(r->status == 413);
+    }
+    {
+        std::string fits = R"({"description":")" + std::string(1000, 'd') + R"("})";
+        auto r = http_request(s.srv.port, "PATCH", u.path(), json_auth(u), fits);
+        BOOST_REQUIRE(r);
+        BOOST_TEST(r->status == 200);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(ambiguous_framing_is_400_and_close_and_never_written) {
+    running_server s;
+    auto u = seed_user();
+    std::string body = R"({"name":"smuggled"})";
+    auto base = "PATCH " + u.path() + " HTTP/1.1\r\nHost: x\r\nCookie: " + u.cookie() +
+                "\r\nContent-Type: application/json\r\n";
+    std::vector<std::string> attacks{
+        base + "Content-Length: " + std::to_string(body.size()) +
+            "\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+        base + "Transfer-Encoding: chunked\r\nContent-Length: " + std::to_string(body.size()) +
+            "\r\n\r\n" + body,
+        base + "Transfer-Encoding: chunked, identity\r\n\r\n" + body,
+        base + "Transfer-Encoding: gzip\r\n\r\n" + body,
+        base + "Content-Length: " + std::to_string(body.size()) + "\r\nContent-Length: 3\r\n\r\n" +
+            body,
+        base + "Content-Length: 19, 3\r\n\r\n" + body,
+        base + "Content-Length: \r\n\r\n" + body,
+        std::string("GARBAGE\r\n\r\n"),
+        std::string("GET / HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n"),
+    };
+    for (const auto& attack : attacks) {
+        http_connection c(s.srv.port);
+        c.send(attack);
+        auto r = c.read_response();
+        BOOST_REQUIRE_MESSAGE(r, "no answer to: " + attack.substr(0, 200));
+        BOOST_TEST(r->status == 400, "for: " << attack.substr(0, 200));
+        BOOST_TEST(r->header("Content-Type") == "application/json");
+        BOOST_TEST(c.wait_closed(5s));
+    }
+    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
+                            std::to_string(u.project_id)) != "smuggled");
+}
+
+BOOST_AUTO_TEST_CASE(a_client_that_trickles_its_header_is_cut_off) {
+    running_server s(env_map{{"NEPTUN_HEADER_TIMEOUT_MS", "300"}});
+    http_connection c(s.srv.port);
+    auto started = std::chrono::steady_clock::now();
+    c.send("GET /api/users/1/projects/1 HTTP/1.1\r\nHost: x\r\n");
+    BOOST_TEST(c.wait_closed(5s));
+    BOOST_TEST((std::chrono::steady_clock::now() - started < 3s));
+}
+
+BOOST_AUTO_TEST_CASE(a_client_that_trickles_its_body_is_cut_off) {
+    running_server s(env_map{{"NEPTUN_BODY_TIMEOUT_MS", "300"}});
+    auto u = seed_user();
+    http_connection c(s.srv.port);
+    c.send("PATCH " + u.path() + " HTTP/1.1\r\nHost: x\r\nCookie: " + u.cookie() +
+           "\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"na");
+    BOOST_TEST(c.wait_closed(5s));
+    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
+                            std::to_string(u.project_id)) == "Project of " + std::to_string(u.user_id));
+}
+
+BOOST_AUTO_TEST_CASE(idle_keep_alive_connections_are_closed) {
+    running_server s(env_map{{"NEPTUN_IDLE_TIMEOUT_MS", "300"}});
+    auto u = seed_user();
+    http_connection c(s.srv.port);
+    c.send(build_request("GET", u.path(), auth(u)));
+    BOOST_REQUIRE(c.read_response());
+    BOOST_TEST(c.wait_closed(5s));
+}
+
+BOOST_AUTO_TEST_CASE(connection_cap_refuses_new_connections_and_keeps_serving) {
+    running_server s(env_map{{"NEPTUN_MAX_CONNECTIONS", "2"}, {"NEPTUN_THREADS", "1"}});
+    auto u = seed_user();
+    http_connection a(s.srv.port), b(s.srv.port);
+    a.send(build_request("GET", u.path(), auth(u)));
+    BOOST_REQUIRE(a.read_response());
+    b.send(build_request("GET", u.path(), auth(u)));
+    BOOST_REQUIRE(b.read_response());
+    http_connection extra(s.srv.port);
+    auto refused = extra.read_response();
+    BOOST_REQUIRE(refused);
+    BOOST_TEST(refused->status == 503);
+    BOOST_TEST(refused->header("Retry-After") == "1");
+    BOOST_TEST(refused->body == R"({"statusCode":503,"message":"Too many connections"})");
+    BOOST_TEST(extra.wait_closed(5s));
+    a.send(build_request("GET", u.path(), auth(u)));
+    auto still = a.read_response();
+    BOOST_REQUIRE(still);
+    BOOST_TEST(still->status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(admin_port_serves_probes_and_metrics_and_never_the_api) {
+    running_server s;
+    auto live = http_request(s.srv.admin_port, "GET", "/livez");
+    BOOST_REQUIRE(live);
+    BOOST_TEST(live->status == 200);
+    BOOST_TEST(live->body == R"({"status":"alive"})");
+    auto ready = http_request(s.srv.admin_port, "GET", "/readyz");
+    BOOST_REQUIRE(ready);
+    BOOST_TEST(ready->status == 200);
+    BOOST_TEST(ready->body == R"({"status":"ready"})");
+    auto u = seed_user();
+    BOOST_REQUIRE(http_request(s.srv.port, "GET", u.path(), auth(u))->status == 200);
+    auto metrics = http_request(s.srv.admin_port, "GET", "/metrics");
+    BOOST_REQUIRE(metrics);
+    BOOST_TEST(metrics->status == 200);
+    BOOST_TEST(metrics->header("Content-Type").starts_with("text/plain"));
+    for (auto needle : {"neptun_http_requests_total{route=\"project\",status=\"200\"} 1",
+                        "neptun_http_request_duration_seconds_bucket{route=\"project\",le=\"+Inf\"} 1",
+                        "neptun_open_connections ", "process_start_time_seconds ",
+                        "neptun_redis_commands_total ", "neptun_pg_connections{state=\"idle\"} ",
+                        "neptun_ready 1"})
+        BOOST_TEST(metrics->body.find(needle) != std::string::npos, needle);
+    BOOST_TEST(http_request(s.srv.admin_port, "GET", u.path(), auth(u))->status == 404);
+    for (auto path : {"/livez", "/readyz", "/metrics"})
+        BOOST_TEST(http_request(s.srv.port, "GET", path)->status == 404);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_paths_and_methods_are_json_404_and_405) {
+    running_server s;
+    auto nf = http_request(s.srv.port, "GET", "/api/users/1/projects/1/extra");
+    BOOST_REQUIRE(nf);
+    BOOST_TEST(nf->status == 404);
+    BOOST_TEST(nf->body == R"({"statusCode":404,"message":"Not found"})");
+    auto na = http_request(s.srv.port, "DELETE", "/api/users/1/projects/1");
+    BOOST_REQUIRE(na);
+    BOOST_TEST(na->status == 405);
+    BOOST_TEST(na->header("Allow") == "GET, PATCH");
+    BOOST_TEST(na->body == R"({"statusCode":405,"message":"Method not allowed"})");
+}
+
+BOOST_AUTO_TEST_CASE(sigterm_drains_requests_in_flight_and_exits_zero) {
+    running_server s(env_map{{"NEPTUN_SHUTDOWN_DELAY_MS", "200"}});
+    auto u = seed_user();
+    // Hold the row's lock so the PATCH stays in flight while the signal arrives.
+    child_process locker({"/bin/sh", "-c",
+                          "exec psql -h 127.0.0.1 -p " + std::to_string(stores::pg_port()) +
+                              " -U postgres -d neptun -v ON_ERROR_STOP=1 -c 'BEGIN' -c "
+                              "\"SELECT id FROM neptun_user_project WHERE id = " +
+                              std::to_string(u.project_id) +
+                              " FOR UPDATE\" -c \"SELECT 'locked'\" -c 'SELECT pg_sleep(1.5)' "
+                              "-c 'COMMIT' 1>&2"},
+                         {});
+    BOOST_REQUIRE(locker.wait_for_log("locked", 10s));
+    http_connection idle(s.srv.port);
+    idle.send(build_request("GET", u.path(), auth(u)));
+    BOOST_REQUIRE(idle.read_response());
+    http_connection busy(s.srv.port);
+    busy.send(build_request("PATCH", u.path(), json_auth(u), R"({"name":"during drain"})"));
+    // The PATCH is in flight once PostgreSQL shows it waiting for the row lock.
+    bool waiting = false;
+    for (int i = 0; i < 500 && !waiting; ++i)
+        waiting = stores::psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                               "'Lock' AND query LIKE 'UPDATE neptun_user_project%'") != "0";
+    BOOST_REQUIRE(waiting);
+    s.srv.process.signal(SIGTERM);
+    BOOST_REQUIRE(s.srv.process.wait_for_log("event=shutdown_requested", 5s));
+    auto ready = http_request(s.srv.admin_port, "GET", "/readyz");
+    BOOST_REQUIRE(ready);
+    BOOST_TEST(ready->status == 503);
+    BOOST_TEST(ready->body.find("\"draining\":true") != std::string::npos);
+    BOOST_TEST(idle.wait_closed(5s));  // the idle keep-alive connection is closed
+    auto r = busy.read_response(10s);
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 200);
+    BOOST_TEST(r->header("Connection") == "close");
+    BOOST_TEST(s.srv.process.wait_exit(10s) == 0);
+    BOOST_TEST(locker.wait_exit(10s) == 0);
+    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
+                            std::to_string(u.project_id)) == "during drain");
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,83 @@
+// `neptun-api migrate` on real databases: creates what is missing, is a no-op the second
+// time, keeps an existing Neptun database's extra columns and tables, refuses conflicts.
+#include <boost/test/unit_test.hpp>
+
+#include "support/stores.hpp"
+
+using namespace neptun::test;
+
+BOOST_AUTO_TEST_SUITE(migrate)
+
+BOOST_AUTO_TEST_CASE(creates_the_schema_and_is_idempotent) {
+    auto db = stores::fresh_database("mig_fresh");
+    auto first = stores::migrate(db);
+    BOOST_TEST(first.exit_code == 0, first.err);
+    BOOST_TEST(first.out ==
+               "migrate: created type project_type\nmigrate: created type programming_language\n"
+               "migrate: created table neptun_user\nmigrate: created table neptun_user_project\n");
+    auto second = stores::migrate(db);
+    BOOST_TEST(second.exit_code == 0);
+    BOOST_TEST(second.out == "migrate: schema is up to date\n");
+    BOOST_TEST(stores::psql("SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder) FROM pg_enum "
+                            "WHERE enumtypid = 'programming_language'::regtype",
+                            db) == "typescript,javascript,php,go,python,java,kotlin,ruby,elixir");
+    BOOST_TEST(stores::psql("SELECT count(*) FROM information_schema.columns WHERE table_name = "
+                            "'neptun_user_project'",
+                            db) == "10");
+}
+
+BOOST_AUTO_TEST_CASE(keeps_an_existing_neptun_database_as_it_is) {
+    auto db = stores::fresh_database("mig_existing");
+    stores::psql(
+        "CREATE TYPE project_type AS ENUM ('web-site', 'web-service', 'web-app');"
+        "CREATE TYPE programming_language AS ENUM ('typescript', 'javascript', 'php', 'go', "
+        "'python', 'java', 'kotlin', 'ruby', 'elixir');"
+        "CREATE TABLE neptun_user (id serial PRIMARY KEY, primary_email text NOT NULL UNIQUE, "
+        "github_token text, created_at timestamp DEFAULT now(), updated_at timestamp DEFAULT now());"
+        "CREATE TABLE neptun_user_project (id serial PRIMARY KEY, name text NOT NULL, "
+        "description text, type project_type NOT NULL, main_language programming_language NOT "
+        "NULL, prompt_context jsonb, extra_flag boolean DEFAULT true, created_at timestamp "
+        "DEFAULT now(), updated_at timestamp DEFAULT now(), neptun_user_id integer NOT NULL "
+        "REFERENCES neptun_user(id) ON DELETE CASCADE);"
+        "CREATE TABLE chat_conversation (id serial PRIMARY KEY);"
+        "INSERT INTO neptun_user (primary_email, github_token) VALUES ('keep@me', 'gh');",
+        db);
+    auto r = stores::migrate(db);
+    BOOST_TEST(r.exit_code == 0, r.err);
+    BOOST_TEST(r.out == "migrate: schema is up to date\n");
+    BOOST_TEST(stores::psql("SELECT github_token FROM neptun_user", db) == "gh");
+    BOOST_TEST(stores::psql("SELECT count(*) FROM information_schema.columns WHERE column_name = "
+                            "'extra_flag'",
+                            db) == "1");
+    BOOST_TEST(stores::psql("SELECT to_regclass('chat_conversation') IS NOT NULL", db) == "t");
+}
+
+BOOST_AUTO_TEST_CASE(refuses_conflicting_objects_and_changes_nothing) {
+    auto db = stores::fresh_database("mig_conflict");
+    stores::psql("CREATE TYPE project_type AS ENUM ('web-site', 'mobile-app');", db);
+    auto r = stores::migrate(db);
+    BOOST_TEST(r.exit_code == 1);
+    BOOST_TEST(r.err ==
+               "neptun-api: migrate failed: enum project_type exists without the label 'web-service'\n");
+    // Nothing was created: the transaction rolled back.
+    BOOST_TEST(stores::psql("SELECT to_regclass('neptun_user') IS NULL", db) == "t");
+
+    auto db2 = stores::fresh_database("mig_conflict_col");
+    stores::migrate(db2);
+    stores::psql("ALTER TABLE neptun_user_project ALTER COLUMN name TYPE varchar(10)", db2);
+    auto r2 = stores::migrate(db2);
+    BOOST_TEST(r2.exit_code == 1);
+    BOOST_TEST(r2.err.find("column neptun_user_project.name is character varying(10), expected text") !=
+               std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(an_unreachable_database_is_a_clear_error) {
+    auto r = run_command({binary_path(), "migrate"},
+                         {{"NEPTUN_DATABASE_URL",
+                           "postgresql://postgres@127.0.0.1:" + std::to_string(free_port()) + "/x"}});
+    BOOST_TEST(r.exit_code == 1);
+    BOOST_TEST(r.err.starts_with("neptun-api: migrate failed: cannot connect to the database: "));
+    BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,60 @@
+// Test support: a raw HTTP/1.1 client over a loopback socket, so tests can send exactly the
+// bytes they mean (pipelines, broken framing, trickles) and read what comes back.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace neptun::test {
+
+using namespace std::chrono_literals;
+
+struct http_response {
+    int status = 0;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+    // The first value of a header (case-insensitive name), or "" if absent.
+    std::string header(std::string_view name) const;
+    bool has_header(std::string_view name) const;
+};
+
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+std::string build_request(std::string_view method, std::string_view target,
+                          const header_list& headers = {}, std::string_view body = {},
+                          bool with_length = true);
+
+class http_connection {
+public:
+    explicit http_connection(std::uint16_t port);
+    ~http_connection();
+    http_connection(const http_connection&) = delete;
+    http_connection& operator=(const http_connection&) = delete;
+
+    bool ok() const { return fd_ >= 0; }
+    void send(std::string_view bytes);
+    // The next response, or nothing on EOF, reset or timeout.
+    std::optional<http_response> read_response(std::chrono::milliseconds timeout = 10s);
+    // True once the server has closed the connection (EOF or reset) within `timeout`.
+    bool wait_closed(std::chrono::milliseconds timeout = 10s);
+    void close();
+
+private:
+    bool fill(std::chrono::steady_clock::time_point deadline);
+    int fd_ = -1;
+    std::string buffer_;
+    bool eof_ = false;
+};
+
+// One request on a fresh connection.
+std::optional<http_response> http_request(std::uint16_t port, std::string_view method,
+                                          std::string_view target,
+                                          const header_list& headers = {},
+                                          std::string_view body = {});
+
+}  // namespace neptun::test

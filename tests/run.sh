@@ -18,7 +18,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-ensure_packages "${NEPTUN_BUILD_PACKAGES[@]}" "${NEPTUN_STORE_PACKAGES[@]}" redis-tools curl nodejs npm
+ensure_packages "${NEPTUN_BUILD_PACKAGES[@]}" "${NEPTUN_STORE_PACKAGES[@]}" redis-tools curl
+# The deployment checks need Node.js, kubectl and their npm packages: fetched here, so that
+# ctest itself needs no network.
+"$ROOT/tests/deploy/check.sh" --prepare
 
 WORK=$(mktemp -d /tmp/neptun-tests.XXXXXX)
 chmod 755 "$WORK"
@@ -41,6 +44,9 @@ export NEPTUN_TEST_PG_BIN=$PG_BIN
 export NEPTUN_TEST_PG_DATA=$WORK/pg/data
 export NEPTUN_TEST_PG_LOG=$WORK/pg/postgres.log
 export NEPTUN_TEST_PG_OPTIONS="-h 127.0.0.1 -p $PG_PORT -k $WORK/pg -c max_connections=200"
+# ctest runs one test at a time, so the deployment check may use the same stores.
+export NEPTUN_DEPLOY_CHECK_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+export NEPTUN_DEPLOY_CHECK_DATABASE_URL=postgresql://postgres@127.0.0.1:$PG_PORT/neptun
 
 status=0
 for preset in "${presets[@]}"; do

@@ -144,7 +144,7 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case $cmd in
   deps)
-    # shellcheck source=../local/lib.sh
+    # shellcheck source=deploy/local/lib.sh
     source "$root/deploy/local/lib.sh"
     ensure_packages "${NEPTUN_BUILD_PACKAGES[@]}"
     ;;

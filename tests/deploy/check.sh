@@ -56,7 +56,7 @@ install_node_modules() {
 }
 
 prepare() {
-  # shellcheck source=../../deploy/local/lib.sh
+  # shellcheck source=deploy/local/lib.sh
   source "$root/deploy/local/lib.sh"
   local pkgs=()
   command -v node >/dev/null || pkgs+=(nodejs)

@@ -23,7 +23,7 @@ BOOST_AUTO_TEST_CASE(creates_the_schema_and_is_idempotent) {
                             db) == "typescript,javascript,php,go,python,java,kotlin,ruby,elixir");
     BOOST_TEST(stores::psql("SELECT count(*) FROM information_schema.columns WHERE table_name = "
                             "'neptun_user_project'",
-                            db) == "10");
+                            db) == "9");
 }
 
 BOOST_AUTO_TEST_CASE(keeps_an_existing_neptun_database_as_it_is) {

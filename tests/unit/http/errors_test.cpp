@@ -15,7 +15,9 @@ using neptun::http::problem;
 using neptun::http::status;
 namespace bhttp = boost::beast::http;
 
-std::string text(boost::beast::string_view v) { return std::string(v.data(), v.size()); }
+std::string text(boost::beast::string_view v) {
+    return std::string(v.data(), v.size());
+}
 
 std::string json_string(std::string_view s) {
     std::string out;
@@ -36,9 +38,10 @@ BOOST_AUTO_TEST_CASE(error_body_without_errors) {
 
 BOOST_AUTO_TEST_CASE(error_body_lists_every_field_error) {
     std::vector<field_error> one{{"project_type", "must be one of web-site, web-service, web-app"}};
-    BOOST_TEST(neptun::http::error_body(status::bad_request, "Invalid request body", one) ==
-               R"({"statusCode":400,"message":"Invalid request body","errors":[)"
-               R"({"field":"project_type","message":"must be one of web-site, web-service, web-app"}]})");
+    BOOST_TEST(
+        neptun::http::error_body(status::bad_request, "Invalid request body", one) ==
+        R"({"statusCode":400,"message":"Invalid request body","errors":[)"
+        R"({"field":"project_type","message":"must be one of web-site, web-service, web-app"}]})");
     std::vector<field_error> two{{"name", "must not be blank"}, {"owner", "is \"unknown\""}};
     BOOST_TEST(neptun::http::error_body(status::bad_request, "Invalid request body", two) ==
                R"({"statusCode":400,"message":"Invalid request body","errors":[)"
@@ -95,8 +98,8 @@ BOOST_AUTO_TEST_CASE(problems_map_to_the_contract_statuses) {
             BOOST_TEST(neptun::http::message_of(p) == message);
             auto res = neptun::http::error_response(p);
             BOOST_TEST(res.result_int() == code);
-            BOOST_TEST(res.body() == "{\"statusCode\":" + std::to_string(code) +
-                                         ",\"message\":\"" + std::string(message) + "\"}");
+            BOOST_TEST(res.body() == "{\"statusCode\":" + std::to_string(code) + ",\"message\":\"" +
+                                         std::string(message) + "\"}");
             BOOST_TEST(text(res[bhttp::field::content_type]) == "application/json");
         }
     }

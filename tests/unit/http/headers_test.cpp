@@ -13,9 +13,12 @@
 namespace neptun::http {
 static std::ostream& operator<<(std::ostream& os, cookie_status s) {
     switch (s) {
-        case cookie_status::ok: return os << "ok";
-        case cookie_status::missing: return os << "missing";
-        case cookie_status::malformed: return os << "malformed";
+        case cookie_status::ok:
+            return os << "ok";
+        case cookie_status::missing:
+            return os << "missing";
+        case cookie_status::malformed:
+            return os << "malformed";
     }
     return os << "?";
 }
@@ -51,8 +54,8 @@ BOOST_AUTO_TEST_CASE(cookie_alone) {
 BOOST_AUTO_TEST_CASE(cookie_among_others_in_any_order) {
     for (std::string_view header :
          {"a=1; neptun-session=tok; b=2", "neptun-session=tok; a=1", "a=1; b=2; neptun-session=tok",
-          "a=1;neptun-session=tok;b=2", "a=1;\tneptun-session=tok\t;b=2",
-          "  neptun-session=tok  ", "a=1;  neptun-session=tok", "garbage; neptun-session=tok",
+          "a=1;neptun-session=tok;b=2", "a=1;\tneptun-session=tok\t;b=2", "  neptun-session=tok  ",
+          "a=1;  neptun-session=tok", "garbage; neptun-session=tok",
           "neptun-sessionx=no; xneptun-session=no; neptun-session=tok"}) {
         BOOST_TEST_CONTEXT("Cookie: " << header) {
             auto c = find({header});
@@ -170,7 +173,9 @@ BOOST_AUTO_TEST_CASE(every_cookie_octet_is_accepted) {
     BOOST_TEST(c.token == token);
 }
 
-BOOST_AUTO_TEST_CASE(accept_absent_admits_json) { BOOST_TEST(accepts({})); }
+BOOST_AUTO_TEST_CASE(accept_absent_admits_json) {
+    BOOST_TEST(accepts({}));
+}
 
 BOOST_AUTO_TEST_CASE(accept_ranges_that_admit_json) {
     for (std::string_view header :
@@ -180,7 +185,9 @@ BOOST_AUTO_TEST_CASE(accept_ranges_that_admit_json) {
           "application/json;q=0.001", "*/*;q=0.1", "text/html,application/xhtml+xml,*/*;q=0.8",
           "*/*;q=0, application/*;q=0.3", "application/json;q=0, application/json",
           "application/json;q=2, */*", "  application/json  "}) {
-        BOOST_TEST_CONTEXT("Accept: " << header) { BOOST_TEST(accepts({header})); }
+        BOOST_TEST_CONTEXT("Accept: " << header) {
+            BOOST_TEST(accepts({header}));
+        }
     }
     BOOST_TEST(accepts({"text/html", "application/json"}));
 }
@@ -190,25 +197,29 @@ BOOST_AUTO_TEST_CASE(accept_ranges_that_refuse_json) {
          {"text/html", "application/json;q=0", "application/json; q=0", "application/json;q=0.000",
           "*/*;q=0", "application/xml", "text/*", "application/jsonx", "application/json-seq",
           "*/*, application/json;q=0", "application/*;q=0, */*",
-          "application/*, application/json;q=0", "application/json;q=2",
-          "application/json;q=1.5", "application/json;q=-1"}) {
-        BOOST_TEST_CONTEXT("Accept: " << header) { BOOST_TEST(!accepts({header})); }
+          "application/*, application/json;q=0", "application/json;q=2", "application/json;q=1.5",
+          "application/json;q=-1"}) {
+        BOOST_TEST_CONTEXT("Accept: " << header) {
+            BOOST_TEST(!accepts({header}));
+        }
     }
     BOOST_TEST(!accepts({"text/html", "image/png"}));
 }
 
 BOOST_AUTO_TEST_CASE(content_type_json) {
-    for (std::string_view v : {"application/json", "application/json; charset=utf-8",
-                               "Application/JSON;charset=UTF-8", "application/json ; charset=utf-8",
-                               "APPLICATION/JSON"}) {
-        BOOST_TEST_CONTEXT("Content-Type: " << v) { BOOST_TEST(neptun::http::is_json_content_type(v)); }
+    for (std::string_view v :
+         {"application/json", "application/json; charset=utf-8", "Application/JSON;charset=UTF-8",
+          "application/json ; charset=utf-8", "APPLICATION/JSON"}) {
+        BOOST_TEST_CONTEXT("Content-Type: " << v) {
+            BOOST_TEST(neptun::http::is_json_content_type(v));
+        }
     }
 }
 
 BOOST_AUTO_TEST_CASE(content_type_not_json) {
-    for (std::string_view v : {"text/plain", "application/jsonx", "application/json-patch+json",
-                               "", "application/", "json", "text/json",
-                               "application/x-www-form-urlencoded", "application/json+x"}) {
+    for (std::string_view v :
+         {"text/plain", "application/jsonx", "application/json-patch+json", "", "application/",
+          "json", "text/json", "application/x-www-form-urlencoded", "application/json+x"}) {
         BOOST_TEST_CONTEXT("Content-Type: '" << v << "'") {
             BOOST_TEST(!neptun::http::is_json_content_type(v));
         }

@@ -10,9 +10,12 @@
 namespace neptun::http {
 static std::ostream& operator<<(std::ostream& os, route_match::kind k) {
     switch (k) {
-        case route_match::kind::found: return os << "found";
-        case route_match::kind::no_route: return os << "no_route";
-        case route_match::kind::wrong_method: return os << "wrong_method";
+        case route_match::kind::found:
+            return os << "found";
+        case route_match::kind::no_route:
+            return os << "no_route";
+        case route_match::kind::wrong_method:
+            return os << "wrong_method";
     }
     return os << "?";
 }
@@ -28,9 +31,13 @@ using kind = route_match::kind;
 
 constexpr std::string_view project_path = "/api/users/{user_id}/projects/{project_id}";
 
-router project_router() { return router({{project_path, {verb::get, verb::patch}, route_label::project}}); }
+router project_router() {
+    return router({{project_path, {verb::get, verb::patch}, route_label::project}});
+}
 
-std::string text(boost::beast::string_view v) { return std::string(v.data(), v.size()); }
+std::string text(boost::beast::string_view v) {
+    return std::string(v.data(), v.size());
+}
 
 }  // namespace
 

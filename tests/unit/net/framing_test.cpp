@@ -12,7 +12,9 @@
 
 namespace neptun::net {
 // Lets BOOST_TEST print the verdicts it compares.
-static std::ostream& operator<<(std::ostream& os, framing_error e) { return os << describe(e); }
+static std::ostream& operator<<(std::ostream& os, framing_error e) {
+    return os << describe(e);
+}
 }  // namespace neptun::net
 
 namespace {
@@ -89,9 +91,9 @@ BOOST_AUTO_TEST_CASE(differing_content_lengths_conflict) {
 }
 
 BOOST_AUTO_TEST_CASE(malformed_content_lengths_are_bad) {
-    for (std::string_view cl : {"", " ", "-1", "+5", "abc", "1e3", "5 5", "0x10", "5.0", "5;",
-                                "1000000000000000000", "18446744073709551616",
-                                "99999999999999999999999"}) {
+    for (std::string_view cl :
+         {"", " ", "-1", "+5", "abc", "1e3", "5 5", "0x10", "5.0", "5;", "1000000000000000000",
+          "18446744073709551616", "99999999999999999999999"}) {
         BOOST_TEST_CONTEXT("Content-Length: '" << cl << "'") {
             BOOST_TEST(check({cl}, {}) == framing_error::bad_content_length);
         }

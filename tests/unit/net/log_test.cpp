@@ -23,13 +23,24 @@ bool is_iso_timestamp(std::string_view ts) {
         char c = ts[i];
         switch (i) {
             case 4:
-            case 7: if (c != '-') return false; break;
-            case 10: if (c != 'T') return false; break;
+            case 7:
+                if (c != '-') return false;
+                break;
+            case 10:
+                if (c != 'T') return false;
+                break;
             case 13:
-            case 16: if (c != ':') return false; break;
-            case 19: if (c != '.') return false; break;
-            case 23: if (c != 'Z') return false; break;
-            default: if (c < '0' || c > '9') return false;
+            case 16:
+                if (c != ':') return false;
+                break;
+            case 19:
+                if (c != '.') return false;
+                break;
+            case 23:
+                if (c != 'Z') return false;
+                break;
+            default:
+                if (c < '0' || c > '9') return false;
         }
     }
     return true;
@@ -86,11 +97,16 @@ BOOST_AUTO_TEST_CASE(logfmt_quotes_an_event_with_spaces) {
 
 BOOST_AUTO_TEST_CASE(logfmt_writes_numbers_and_booleans_bare) {
     auto line = log::format_line(log::level::info, "access",
-                                 {{"status", 404}, {"neg", -7}, {"ok", true}, {"off", false},
-                                  {"seconds", 0.5}, {"big", std::int64_t{9007199254740993}}},
+                                 {{"status", 404},
+                                  {"neg", -7},
+                                  {"ok", true},
+                                  {"off", false},
+                                  {"seconds", 0.5},
+                                  {"big", std::int64_t{9007199254740993}}},
                                  log::format::logfmt);
     BOOST_TEST_INFO("line: " << line);
-    BOOST_TEST(contains(line, " status=404 neg=-7 ok=true off=false seconds=0.5 big=9007199254740993\n"));
+    BOOST_TEST(
+        contains(line, " status=404 neg=-7 ok=true off=false seconds=0.5 big=9007199254740993\n"));
 }
 
 BOOST_AUTO_TEST_CASE(json_line_is_one_object_with_every_field) {
@@ -108,10 +124,11 @@ BOOST_AUTO_TEST_CASE(json_line_is_one_object_with_every_field) {
 }
 
 BOOST_AUTO_TEST_CASE(json_escapes_event_and_control_characters) {
-    auto line = log::format_line(log::level::error, "a\"b", {{"ctl", "\x01\t\\"}},
-                                 log::format::json);
+    auto line =
+        log::format_line(log::level::error, "a\"b", {{"ctl", "\x01\t\\"}}, log::format::json);
     BOOST_TEST_INFO("line: " << line);
-    BOOST_TEST(contains(line, "\"level\":\"error\",\"event\":\"a\\\"b\",\"ctl\":\"\\u0001\\t\\\\\"}\n"));
+    BOOST_TEST(
+        contains(line, "\"level\":\"error\",\"event\":\"a\\\"b\",\"ctl\":\"\\u0001\\t\\\\\"}\n"));
 }
 
 BOOST_AUTO_TEST_CASE(parse_level_takes_the_four_names) {

@@ -64,8 +64,8 @@ BOOST_AUTO_TEST_CASE(histogram_buckets_are_cumulative_and_inf_is_the_count) {
     h.observe(0.00005);  // below the first bound
     h.observe(0.0001);   // exactly on a bound: `le` includes it
     h.observe(0.001);
-    h.observe(0.0011);   // just past a bound
-    h.observe(10);       // past the last bound: only +Inf
+    h.observe(0.0011);  // just past a bound
+    h.observe(10);      // past the last bound: only +Inf
     std::string out;
     h.render(out, "t", "route=\"x\"");
     BOOST_TEST(out ==
@@ -99,12 +99,14 @@ BOOST_AUTO_TEST_CASE(render_counts_requests_by_route_and_status) {
     auto text = m.render(true, true, true);
     BOOST_TEST_INFO("metrics:\n" << text);
     BOOST_TEST(contains(text, "# TYPE neptun_http_requests_total counter\n"));
-    BOOST_TEST(contains(text, "\nneptun_http_requests_total{route=\"project\",status=\"200\"} 1\n"));
+    BOOST_TEST(
+        contains(text, "\nneptun_http_requests_total{route=\"project\",status=\"200\"} 1\n"));
     // Zero counters are left out.
     BOOST_TEST(!contains(text, "neptun_http_requests_total{route=\"project\",status=\"404\"}"));
     BOOST_TEST(!contains(text, "neptun_http_requests_total{route=\"livez\""));
     BOOST_TEST(contains(
-        text, "\nneptun_http_request_duration_seconds_bucket{route=\"project\",le=\"0.0005\"} 0\n"));
+        text,
+        "\nneptun_http_request_duration_seconds_bucket{route=\"project\",le=\"0.0005\"} 0\n"));
     BOOST_TEST(contains(
         text, "\nneptun_http_request_duration_seconds_bucket{route=\"project\",le=\"0.001\"} 1\n"));
     BOOST_TEST(contains(
@@ -135,7 +137,8 @@ BOOST_AUTO_TEST_CASE(unlisted_status_is_counted_as_other) {
     m.request(route_label::unmatched, 418, 0.01);
     BOOST_TEST(m.requests(route_label::unmatched, 418) == 2u);
     auto text = m.render(true, true, true);
-    BOOST_TEST(contains(text, "\nneptun_http_requests_total{route=\"unmatched\",status=\"other\"} 2\n"));
+    BOOST_TEST(
+        contains(text, "\nneptun_http_requests_total{route=\"unmatched\",status=\"other\"} 2\n"));
 }
 
 BOOST_AUTO_TEST_CASE(render_reports_readiness_and_store_health) {

@@ -428,8 +428,8 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             publish_waiting();
         }
         update_gauges();
+        if (stopped) return;  // an orderly stop is not an outage
         if (was_ready || c.attempt == 0) log::warn("pg_down", {{"reason", why}});
-        if (stopped) return;
         auto base = std::min<std::int64_t>(opts.backoff_max.count(),
                                            opts.backoff_min.count() << std::min(c.attempt, 16u));
         ++c.attempt;

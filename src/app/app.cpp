@@ -26,7 +26,7 @@ constexpr std::string_view version = "0.1.0";
 
 // The admin port: liveness, readiness and metrics, never /api.
 class admin_service final : public net::service {
-public:
+  public:
     admin_service()
         : router_({{"/livez", {bhttp::verb::get}, net::route_label::livez},
                    {"/readyz", {bhttp::verb::get}, net::route_label::readyz},
@@ -49,12 +49,13 @@ public:
             case net::route_label::metrics: {
                 net::response res{http::status::ok, 11};
                 res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-                res.body() = net::global_metrics().render(
-                    ready.ready(), ready.up(net::readiness::redis),
-                    ready.up(net::readiness::postgres));
+                res.body() =
+                    net::global_metrics().render(ready.ready(), ready.up(net::readiness::redis),
+                                                 ready.up(net::readiness::postgres));
                 co_return res;
             }
-            default: co_return http::error_response(http::problem::not_found);
+            default:
+                co_return http::error_response(http::problem::not_found);
         }
     }
 
@@ -62,10 +63,9 @@ public:
         return http::error_response(status, message);
     }
 
-private:
+  private:
     http::router router_;
 };
-
 
 int serve(const config& cfg) {
     std::string why;
@@ -81,6 +81,7 @@ int serve(const config& cfg) {
     opts.pg.statement_timeout = cfg.pg_statement_timeout;
     opts.pg.connect_timeout = cfg.pg_connect_timeout;
     opts.pg.prepared = cfg.pg_prepared;
+    opts.pg.batch = cfg.pg_batch;
     opts.session_prefix = cfg.session_prefix;
 
     net::limits lim;
@@ -177,8 +178,12 @@ int run(const std::vector<std::string>& args, const std::map<std::string, std::s
     }
     auto& cfg = std::get<config>(parsed);
     switch (cfg.cmd) {
-        case command::help: std::cout << usage_text(); return 0;
-        case command::version: std::cout << "neptun-api " << version << '\n'; return 0;
+        case command::help:
+            std::cout << usage_text();
+            return 0;
+        case command::version:
+            std::cout << "neptun-api " << version << '\n';
+            return 0;
         case command::migrate: {
             auto out = projects::migrate(cfg.database_url);
             if (!out.ok) {
@@ -189,12 +194,13 @@ int run(const std::vector<std::string>& args, const std::map<std::string, std::s
             for (const auto& c : out.created) std::cout << "migrate: created " << c << '\n';
             return 0;
         }
-        case command::serve: break;
+        case command::serve:
+            break;
     }
     net::log::level level = net::log::level::info;
     net::log::parse_level(cfg.log_level, level);
-    net::log::configure(level, cfg.log_fmt == log_format::json ? net::log::format::json
-                                                               : net::log::format::logfmt);
+    net::log::configure(
+        level, cfg.log_fmt == log_format::json ? net::log::format::json : net::log::format::logfmt);
     std::signal(SIGPIPE, SIG_IGN);  // hiredis writes with write(2); a closed peer is an error code
     return serve(cfg);
 }

@@ -1,5 +1,6 @@
 #include "neptun/app/config.hpp"
 
+#include <arpa/inet.h>
 #include <libpq-fe.h>
 
 #include <charconv>
@@ -52,9 +53,12 @@ setter ms_setter(milliseconds config::*member, long min) {
 
 setter bool_setter(bool config::*member) {
     return [=](config& c, std::string_view v) -> std::string {
-        if (v == "on" || v == "true" || v == "1" || v == "yes") c.*member = true;
-        else if (v == "off" || v == "false" || v == "0" || v == "no") c.*member = false;
-        else return "must be on or off";
+        if (v == "on" || v == "true" || v == "1" || v == "yes")
+            c.*member = true;
+        else if (v == "off" || v == "false" || v == "0" || v == "no")
+            c.*member = false;
+        else
+            return "must be on or off";
         return {};
     };
 }
@@ -80,10 +84,12 @@ const std::vector<setting>& settings() {
         {"NEPTUN_ADMIN_LISTEN", "--admin-listen", "address:port serving /livez, /readyz, /metrics",
          [](const config& c) { return show_endpoint(c.admin_listen); },
          endpoint_setter(&config::admin_listen)},
-        {"NEPTUN_THREADS", "--threads", "I/O threads, each with its own Redis and PostgreSQL connections",
+        {"NEPTUN_THREADS", "--threads",
+         "I/O threads, each with its own Redis and PostgreSQL connections",
          [](const config&) { return std::string("number of cores"); },
          unsigned_setter(&config::threads, 1, 256)},
-        {"NEPTUN_REDIS_URL", "--redis-url", "redis://[:password@]host:port/db or unix:///path[?db=N]",
+        {"NEPTUN_REDIS_URL", "--redis-url",
+         "redis://[:password@]host:port/db or unix:///path[?db=N]",
          [](const config& c) { return c.redis_url; },
          [](config& c, std::string_view v) -> std::string {
              std::string why;
@@ -123,11 +129,16 @@ const std::vector<setting>& settings() {
              return {};
          }},
         {"NEPTUN_LOG_FORMAT", "--log-format", "logfmt or json, one line per event on stderr",
-         [](const config& c) { return std::string(c.log_fmt == log_format::json ? "json" : "logfmt"); },
+         [](const config& c) {
+             return std::string(c.log_fmt == log_format::json ? "json" : "logfmt");
+         },
          [](config& c, std::string_view v) -> std::string {
-             if (v == "json") c.log_fmt = log_format::json;
-             else if (v == "logfmt") c.log_fmt = log_format::logfmt;
-             else return "must be logfmt or json";
+             if (v == "json")
+                 c.log_fmt = log_format::json;
+             else if (v == "logfmt")
+                 c.log_fmt = log_format::logfmt;
+             else
+                 return "must be logfmt or json";
              return {};
          }},
         {"NEPTUN_ACCESS_LOG_SAMPLE", "--access-log-sample",
@@ -150,7 +161,8 @@ const std::vector<setting>& settings() {
          "open client connections at most; past it new ones get a 503 and are closed",
          [](const config& c) { return std::to_string(c.max_connections); },
          size_setter(&config::max_connections, 1, 10'000'000)},
-        {"NEPTUN_MAX_HEADER_BYTES", "--max-header-bytes", "request line and headers at most (431 past it)",
+        {"NEPTUN_MAX_HEADER_BYTES", "--max-header-bytes",
+         "request line and headers at most (431 past it)",
          [](const config& c) { return std::to_string(c.max_header_bytes); },
          size_setter(&config::max_header_bytes, 256, 1 << 20)},
         {"NEPTUN_MAX_BODY_BYTES", "--max-body-bytes", "request body at most (413 past it)",
@@ -169,7 +181,8 @@ const std::vector<setting>& settings() {
         {"NEPTUN_WRITE_TIMEOUT_MS", "--write-timeout-ms", "time to write a response",
          [](const config& c) { return std::to_string(c.write_timeout.count()); },
          ms_setter(&config::write_timeout, 1)},
-        {"NEPTUN_IDLE_TIMEOUT_MS", "--idle-timeout-ms", "keep-alive connections idle longer are closed",
+        {"NEPTUN_IDLE_TIMEOUT_MS", "--idle-timeout-ms",
+         "keep-alive connections idle longer are closed",
          [](const config& c) { return std::to_string(c.idle_timeout.count()); },
          ms_setter(&config::idle_timeout, 1)},
         {"NEPTUN_SHUTDOWN_DELAY_MS", "--shutdown-delay-ms",
@@ -183,10 +196,12 @@ const std::vector<setting>& settings() {
         {"NEPTUN_RETRY_AFTER_S", "--retry-after-s", "Retry-After seconds on every 503",
          [](const config& c) { return std::to_string(c.retry_after_s); },
          unsigned_setter(&config::retry_after_s, 0, 3600)},
-        {"NEPTUN_REDIS_CONNECT_TIMEOUT_MS", "--redis-connect-timeout-ms", "time to connect to Redis",
+        {"NEPTUN_REDIS_CONNECT_TIMEOUT_MS", "--redis-connect-timeout-ms",
+         "time to connect to Redis",
          [](const config& c) { return std::to_string(c.redis_connect_timeout.count()); },
          ms_setter(&config::redis_connect_timeout, 1)},
-        {"NEPTUN_REDIS_TIMEOUT_MS", "--redis-timeout-ms", "time for a Redis command's reply (then 503)",
+        {"NEPTUN_REDIS_TIMEOUT_MS", "--redis-timeout-ms",
+         "time for a Redis command's reply (then 503)",
          [](const config& c) { return std::to_string(c.redis_timeout.count()); },
          ms_setter(&config::redis_timeout, 1)},
         {"NEPTUN_PG_POOL_SIZE", "--pg-pool-size", "PostgreSQL connections per I/O thread",
@@ -249,14 +264,10 @@ std::optional<endpoint> parse_endpoint(std::string_view text) {
         return std::nullopt;
     e.port = static_cast<std::uint16_t>(p);
     // Only IP addresses: a listener binds to one, and resolving here would hide a typo.
-    int dots = 0;
-    bool v4 = !e.host.empty();
-    for (char c : e.host) {
-        if (c == '.') ++dots;
-        else if (c < '0' || c > '9') v4 = false;
-    }
-    bool v6 = e.host.find(':') != std::string::npos;
-    if (!(v4 && dots == 3) && !v6) return std::nullopt;
+    unsigned char addr[16];
+    if (inet_pton(AF_INET, e.host.c_str(), addr) != 1 &&
+        inet_pton(AF_INET6, e.host.c_str(), addr) != 1)
+        return std::nullopt;
     return e;
 }
 
@@ -317,9 +328,12 @@ parse_result parse_config(const std::vector<std::string>& args,
         if (!a.starts_with("--")) {
             if (command_seen) return "unexpected argument '" + std::string(a) + "'";
             command_seen = true;
-            if (a == "serve") c.cmd = command::serve;
-            else if (a == "migrate") c.cmd = command::migrate;
-            else return "unknown command '" + std::string(a) + "' (serve, migrate)";
+            if (a == "serve")
+                c.cmd = command::serve;
+            else if (a == "migrate")
+                c.cmd = command::migrate;
+            else
+                return "unknown command '" + std::string(a) + "' (serve, migrate)";
             continue;
         }
         std::string_view name = a, value;

@@ -4,6 +4,8 @@
 
 #include <boost/beast/http.hpp>
 
+#include "neptun/net/text.hpp"
+
 namespace neptun::http {
 namespace {
 std::atomic<unsigned> g_retry_after{1};
@@ -12,59 +14,60 @@ std::atomic<unsigned> g_retry_after{1};
 status status_of(problem p) {
     switch (p) {
         case problem::invalid_id:
-        case problem::invalid_body: return status::bad_request;
-        case problem::unauthorized: return status::unauthorized;
-        case problem::forbidden: return status::forbidden;
+        case problem::invalid_body:
+            return status::bad_request;
+        case problem::unauthorized:
+            return status::unauthorized;
+        case problem::forbidden:
+            return status::forbidden;
         case problem::not_found:
-        case problem::project_not_found: return status::not_found;
-        case problem::method_not_allowed: return status::method_not_allowed;
-        case problem::not_acceptable: return status::not_acceptable;
-        case problem::unsupported_media_type: return status::unsupported_media_type;
-        case problem::unavailable: return status::service_unavailable;
-        case problem::internal: return status::internal_server_error;
+        case problem::project_not_found:
+            return status::not_found;
+        case problem::method_not_allowed:
+            return status::method_not_allowed;
+        case problem::not_acceptable:
+            return status::not_acceptable;
+        case problem::unsupported_media_type:
+            return status::unsupported_media_type;
+        case problem::unavailable:
+            return status::service_unavailable;
+        case problem::internal:
+            return status::internal_server_error;
     }
     return status::internal_server_error;
 }
 
 std::string_view message_of(problem p) {
     switch (p) {
-        case problem::invalid_id: return "Invalid user_id or project_id";
-        case problem::invalid_body: return "Invalid request body";
-        case problem::unauthorized: return "Unauthorized";
-        case problem::forbidden: return "Forbidden";
-        case problem::not_found: return "Not found";
-        case problem::project_not_found: return "Project not found";
-        case problem::method_not_allowed: return "Method not allowed";
-        case problem::not_acceptable: return "Not acceptable: this endpoint answers application/json";
-        case problem::unsupported_media_type: return "Content-Type must be application/json";
-        case problem::unavailable: return "Service unavailable, retry later";
-        case problem::internal: return "Internal server error";
+        case problem::invalid_id:
+            return "Invalid user_id or project_id";
+        case problem::invalid_body:
+            return "Invalid request body";
+        case problem::unauthorized:
+            return "Unauthorized";
+        case problem::forbidden:
+            return "Forbidden";
+        case problem::not_found:
+            return "Not found";
+        case problem::project_not_found:
+            return "Project not found";
+        case problem::method_not_allowed:
+            return "Method not allowed";
+        case problem::not_acceptable:
+            return "Not acceptable: this endpoint answers application/json";
+        case problem::unsupported_media_type:
+            return "Content-Type must be application/json";
+        case problem::unavailable:
+            return "Service unavailable, retry later";
+        case problem::internal:
+            return "Internal server error";
     }
     return "Internal server error";
 }
 
 void append_json_string(std::string& out, std::string_view s) {
-    static constexpr char hex[] = "0123456789abcdef";
     out += '"';
-    for (unsigned char c : s) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
-            default:
-                if (c < 0x20) {
-                    out += "\\u00";
-                    out += hex[c >> 4];
-                    out += hex[c & 15];
-                } else {
-                    out += static_cast<char>(c);
-                }
-        }
-    }
+    net::append_json_escaped(out, s);
     out += '"';
 }
 
@@ -111,6 +114,8 @@ response error_response(problem p, std::span<const field_error> errors) {
     return error_response(status_of(p), message_of(p), errors);
 }
 
-void set_retry_after(unsigned seconds) { g_retry_after.store(seconds, std::memory_order_relaxed); }
+void set_retry_after(unsigned seconds) {
+    g_retry_after.store(seconds, std::memory_order_relaxed);
+}
 
 }  // namespace neptun::http

@@ -1,24 +1,13 @@
 #include "neptun/http/headers.hpp"
 
+#include "neptun/net/text.hpp"
+
 #include <cctype>
 
 namespace neptun::http {
 namespace {
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (std::tolower(static_cast<unsigned char>(a[i])) !=
-            std::tolower(static_cast<unsigned char>(b[i])))
-            return false;
-    return true;
-}
+using net::iequals;
 
 // cookie-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
 bool is_cookie_octet(unsigned char c) {
@@ -50,7 +39,7 @@ bool parse_q(std::string_view v, double& q) {
 media_range parse_range(std::string_view element) {
     media_range r;
     auto semi = element.find(';');
-    auto type = trim(element.substr(0, semi));
+    auto type = net::trim_ows(element.substr(0, semi));
     auto slash = type.find('/');
     if (slash == std::string_view::npos || slash == 0 || slash + 1 == type.size()) return r;
     r.type = type.substr(0, slash);
@@ -59,10 +48,11 @@ media_range parse_range(std::string_view element) {
     while (semi != std::string_view::npos) {
         element.remove_prefix(semi + 1);
         semi = element.find(';');
-        auto param = trim(element.substr(0, semi));
+        auto param = net::trim_ows(element.substr(0, semi));
         auto eq = param.find('=');
         if (eq == std::string_view::npos) continue;
-        if (iequals(trim(param.substr(0, eq)), "q") && !parse_q(trim(param.substr(eq + 1)), r.q))
+        if (iequals(net::trim_ows(param.substr(0, eq)), "q") &&
+            !parse_q(net::trim_ows(param.substr(eq + 1)), r.q))
             return r;
     }
     r.valid = true;
@@ -76,14 +66,15 @@ session_cookie find_session_cookie(std::span<const std::string_view> cookie_head
     for (auto header : cookie_headers) {
         while (!header.empty()) {
             auto semi = header.find(';');
-            auto pair = trim(header.substr(0, semi));
+            auto pair = net::trim_ows(header.substr(0, semi));
             header = semi == std::string_view::npos ? std::string_view() : header.substr(semi + 1);
             auto eq = pair.find('=');
-            if (eq == std::string_view::npos || trim(pair.substr(0, eq)) != name) continue;
-            auto value = trim(pair.substr(eq + 1));
+            if (eq == std::string_view::npos || net::trim_ows(pair.substr(0, eq)) != name) continue;
+            auto value = net::trim_ows(pair.substr(eq + 1));
             if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
                 value = value.substr(1, value.size() - 2);
-            if (value.empty() || value.size() > max_token_length) return {cookie_status::malformed, {}};
+            if (value.empty() || value.size() > max_token_length)
+                return {cookie_status::malformed, {}};
             for (unsigned char c : value)
                 if (!is_cookie_octet(c)) return {cookie_status::malformed, {}};
             return {cookie_status::ok, value};
@@ -99,16 +90,20 @@ bool accepts_json(std::span<const std::string_view> accept_headers) {
     for (auto header : accept_headers) {
         while (!header.empty()) {
             auto comma = header.find(',');
-            auto element = trim(header.substr(0, comma));
-            header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
+            auto element = net::trim_ows(header.substr(0, comma));
+            header =
+                comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
             if (element.empty()) continue;
             any = true;
             auto r = parse_range(element);
             if (!r.valid) continue;
             int specificity = 0;
-            if (iequals(r.type, "application") && iequals(r.subtype, "json")) specificity = 3;
-            else if (iequals(r.type, "application") && r.subtype == "*") specificity = 2;
-            else if (r.type == "*" && r.subtype == "*") specificity = 1;
+            if (iequals(r.type, "application") && iequals(r.subtype, "json"))
+                specificity = 3;
+            else if (iequals(r.type, "application") && r.subtype == "*")
+                specificity = 2;
+            else if (r.type == "*" && r.subtype == "*")
+                specificity = 1;
             if (specificity == 0) continue;
             // The most specific range decides; among equals, the most generous q.
             if (specificity > best_specificity ||
@@ -123,7 +118,7 @@ bool accepts_json(std::span<const std::string_view> accept_headers) {
 }
 
 bool is_json_content_type(std::string_view value) {
-    auto type = trim(value.substr(0, value.find(';')));
+    auto type = net::trim_ows(value.substr(0, value.find(';')));
     return iequals(type, "application/json");
 }
 

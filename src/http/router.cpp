@@ -56,8 +56,10 @@ route_match router::find(std::string_view target, verb method) const {
         bool ok = true;
         for (std::size_t s = 0; s < segments.size() && ok; ++s) {
             if (is_param(r.segments[s])) {
-                if (segments[s].empty() || np == params.size()) ok = false;
-                else params[np++] = segments[s];
+                if (segments[s].empty() || np == params.size())
+                    ok = false;
+                else
+                    params[np++] = segments[s];
             } else {
                 ok = r.segments[s] == segments[s];
             }

@@ -1,27 +1,12 @@
 #include "neptun/net/framing.hpp"
 
+#include "neptun/net/text.hpp"
+
 #include <cstdint>
 #include <optional>
 
 namespace neptun::net {
 namespace {
-
-std::string_view trim_ows(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-        if (x != y) return false;
-    }
-    return true;
-}
 
 // Calls f(element) for each comma-separated element; returns false if f does.
 template <typename F>
@@ -47,8 +32,7 @@ std::optional<std::uint64_t> parse_length(std::string_view s) {
 }  // namespace
 
 framing_error check_framing(std::span<const std::string_view> content_lengths,
-                            std::span<const std::string_view> transfer_encodings,
-                            bool http10) {
+                            std::span<const std::string_view> transfer_encodings, bool http10) {
     if (!transfer_encodings.empty()) {
         if (!content_lengths.empty()) return framing_error::length_with_transfer_encoding;
         // HTTP/1.0 has no chunked coding (RFC 9112 §6.1); a TE there is a smuggling attempt.
@@ -86,13 +70,16 @@ framing_error check_framing(std::span<const std::string_view> content_lengths,
 
 std::string_view describe(framing_error e) {
     switch (e) {
-        case framing_error::none: return "ok";
+        case framing_error::none:
+            return "ok";
         case framing_error::length_with_transfer_encoding:
             return "Content-Length and Transfer-Encoding together";
         case framing_error::unsupported_transfer_encoding:
             return "Transfer-Encoding must be exactly chunked";
-        case framing_error::bad_content_length: return "Malformed Content-Length";
-        case framing_error::conflicting_content_length: return "Conflicting Content-Length values";
+        case framing_error::bad_content_length:
+            return "Malformed Content-Length";
+        case framing_error::conflicting_content_length:
+            return "Conflicting Content-Length values";
     }
     return "Bad framing";
 }

@@ -1,5 +1,7 @@
 #include "neptun/net/log.hpp"
 
+#include "neptun/net/text.hpp"
+
 #include <unistd.h>
 
 #include <atomic>
@@ -15,33 +17,16 @@ std::atomic<int> g_format{static_cast<int>(format::logfmt)};
 
 constexpr std::string_view level_name(level l) {
     switch (l) {
-        case level::debug: return "debug";
-        case level::info: return "info";
-        case level::warn: return "warn";
-        case level::error: return "error";
+        case level::debug:
+            return "debug";
+        case level::info:
+            return "info";
+        case level::warn:
+            return "warn";
+        case level::error:
+            return "error";
     }
     return "info";
-}
-
-void append_json_escaped(std::string& out, std::string_view s) {
-    static constexpr char hex[] = "0123456789abcdef";
-    for (unsigned char c : s) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (c < 0x20) {
-                    out += "\\u00";
-                    out += hex[c >> 4];
-                    out += hex[c & 15];
-                } else {
-                    out += static_cast<char>(c);
-                }
-        }
-    }
 }
 
 bool needs_quotes(std::string_view s) {
@@ -107,7 +92,9 @@ void configure(level min_level, format fmt) {
     g_format.store(static_cast<int>(fmt), std::memory_order_relaxed);
 }
 
-bool enabled(level l) { return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed); }
+bool enabled(level l) {
+    return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed);
+}
 
 std::string format_line(level l, std::string_view event, std::initializer_list<field> fields,
                         format fmt) {

@@ -6,8 +6,8 @@
 namespace neptun::net {
 namespace {
 
-constexpr std::array<std::string_view, static_cast<std::size_t>(route_label::count_)>
-    route_names{"project", "livez", "readyz", "metrics", "unmatched"};
+constexpr std::array<std::string_view, static_cast<std::size_t>(route_label::count_)> route_names{
+    "project", "livez", "readyz", "metrics", "unmatched"};
 
 std::size_t status_index(unsigned status) {
     for (std::size_t i = 0; i < metrics::statuses.size(); ++i)
@@ -126,8 +126,9 @@ std::string metrics::render(bool ready, bool redis_up, bool pg_up) const {
             out += '\n';
         }
     }
-    out += "# HELP neptun_http_request_duration_seconds Time from a request's header to its "
-           "response written.\n";
+    out +=
+        "# HELP neptun_http_request_duration_seconds Time from a request's header to its "
+        "response written.\n";
     out += "# TYPE neptun_http_request_duration_seconds histogram\n";
     for (std::size_t r = 0; r < route_count; ++r) {
         std::string labels = "route=\"" + std::string(route_names[r]) + "\"";

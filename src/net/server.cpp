@@ -9,18 +9,12 @@
 
 #include "neptun/net/framing.hpp"
 #include "neptun/net/log.hpp"
+#include "neptun/net/text.hpp"
 
 namespace neptun::net {
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) ==
-                      std::tolower(static_cast<unsigned char>(y));
-           });
-}
 
 asio::ip::tcp::endpoint resolve_endpoint(const listen_spec& where) {
     boost::system::error_code ec;
@@ -62,11 +56,12 @@ struct loop_context {
     std::uint64_t& access_counter;
 };
 
-bool has_body(const request& req) { return req.chunked() || req.has_content_length(); }
+bool has_body(const request& req) {
+    return req.chunked() || req.has_content_length();
+}
 
 // Answers with an error response and reports whether the connection must close.
-asio::awaitable<void> write_response(beast::tcp_stream& stream, response& res,
-                                     const limits& lim) {
+asio::awaitable<void> write_response(beast::tcp_stream& stream, response& res, const limits& lim) {
     res.prepare_payload();
     stream.expires_after(lim.write_timeout);
     auto [ec, n] = co_await http::async_write(stream, res, nothrow);
@@ -132,14 +127,12 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
             // route still answers first (contract order: 404/405, then 413).
             r = ctx.svc.route(header);
             refusal = r.early ? std::move(r.early)
-                              : ctx.svc.error(http::status::payload_too_large,
-                                              "Payload too large");
+                              : ctx.svc.error(http::status::payload_too_large, "Payload too large");
         } else if (hec == beast::error::timeout) {
             m.deadline_closes.fetch_add(1);
             break;
         } else if (hec == http::error::end_of_stream || hec == asio::error::eof ||
-                   hec == asio::error::operation_aborted ||
-                   hec == asio::error::connection_reset) {
+                   hec == asio::error::operation_aborted || hec == asio::error::connection_reset) {
             break;
         } else if (hec) {
             refusal = ctx.svc.error(http::status::bad_request, "Malformed HTTP request");
@@ -159,14 +152,20 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
             bool too_many = false;
             for (const auto& f : header) {
                 if (f.name() == http::field::content_length) {
-                    if (nl == 8) too_many = true; else lengths[nl++] = f.value();
+                    if (nl == 8)
+                        too_many = true;
+                    else
+                        lengths[nl++] = f.value();
                 } else if (f.name() == http::field::transfer_encoding) {
-                    if (ne == 8) too_many = true; else encodings[ne++] = f.value();
+                    if (ne == 8)
+                        too_many = true;
+                    else
+                        encodings[ne++] = f.value();
                 }
             }
-            auto fe = too_many ? framing_error::conflicting_content_length
-                               : check_framing({lengths, nl}, {encodings, ne},
-                                               header.version() < 11);
+            auto fe = too_many
+                          ? framing_error::conflicting_content_length
+                          : check_framing({lengths, nl}, {encodings, ne}, header.version() < 11);
             if (fe != framing_error::none) {
                 m.framing_refusals.fetch_add(1);
                 auto res = ctx.svc.error(http::status::bad_request, describe(fe));
@@ -197,8 +196,8 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
             if (iequals(header[http::field::expect], "100-continue") && header.version() >= 11) {
                 static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
                 stream.expires_after(lim.write_timeout);
-                auto [wec, wn] =
-                    co_await asio::async_write(stream, asio::buffer(cont.data(), cont.size()), nothrow);
+                auto [wec, wn] = co_await asio::async_write(
+                    stream, asio::buffer(cont.data(), cont.size()), nothrow);
                 (void)wn;
                 if (wec) break;
             }
@@ -271,7 +270,7 @@ std::string serialize(response res) {
 }  // namespace
 
 class worker {
-public:
+  public:
     worker(unsigned index, const limits& lim) : index_(index), limits_(lim), ioc_(1) {}
 
     void bind(const asio::ip::tcp::endpoint& ep, bool reuse_port) {
@@ -281,8 +280,8 @@ public:
 
     void start(server::service_factory& make) {
         service_ = make(ioc_, index_);
-        refusal_ = serialize(service_->error(http::status::service_unavailable,
-                                             "Too many connections"));
+        refusal_ =
+            serialize(service_->error(http::status::service_unavailable, "Too many connections"));
         asio::co_spawn(ioc_, accept_loop(), [](std::exception_ptr e) {
             if (e) log::error("accept_loop_failed");
         });
@@ -303,7 +302,7 @@ public:
 
     void stop() { ioc_.stop(); }
 
-private:
+  private:
     asio::awaitable<void> accept_loop() {
         auto& m = global_metrics();
         for (;;) {
@@ -328,8 +327,8 @@ private:
             ++live_;
             asio::co_spawn(ioc_,
                            run_connection(beast::tcp_stream(std::move(socket)),
-                                          loop_context{*service_, limits_, connections_,
-                                                       draining_, true, access_counter_}),
+                                          loop_context{*service_, limits_, connections_, draining_,
+                                                       true, access_counter_}),
                            [this](std::exception_ptr e) {
                                if (e) log::error("connection_failed");
                                global_metrics().open_connections.fetch_sub(1);
@@ -441,9 +440,13 @@ admin_listener::admin_listener(asio::io_context& ioc, const listen_spec& where, 
         });
 }
 
-admin_listener::~admin_listener() { close(); }
+admin_listener::~admin_listener() {
+    close();
+}
 
-std::uint16_t admin_listener::port() const { return state_->acceptor.local_endpoint().port(); }
+std::uint16_t admin_listener::port() const {
+    return state_->acceptor.local_endpoint().port();
+}
 
 void admin_listener::close() {
     boost::system::error_code ec;

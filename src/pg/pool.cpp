@@ -25,7 +25,9 @@ int4_buffer::int4_buffer(std::int32_t v) {
 result::result(kind k, std::string sqlstate, std::string message)
     : kind_(k), sqlstate_(std::move(sqlstate)), message_(std::move(message)) {}
 result::result(result&& o) noexcept
-    : kind_(o.kind_), sqlstate_(std::move(o.sqlstate_)), message_(std::move(o.message_)),
+    : kind_(o.kind_),
+      sqlstate_(std::move(o.sqlstate_)),
+      message_(std::move(o.message_)),
       res_(std::exchange(o.res_, nullptr)) {}
 result& result::operator=(result&& o) noexcept {
     if (this != &o) {
@@ -40,11 +42,15 @@ result& result::operator=(result&& o) noexcept {
 result::~result() {
     if (res_) PQclear(res_);
 }
-int result::rows() const { return res_ ? PQntuples(res_) : 0; }
+int result::rows() const {
+    return res_ ? PQntuples(res_) : 0;
+}
 std::string_view result::get(int row, int col) const {
     return {PQgetvalue(res_, row, col), static_cast<std::size_t>(PQgetlength(res_, row, col))};
 }
-bool result::is_null(int row, int col) const { return PQgetisnull(res_, row, col) != 0; }
+bool result::is_null(int row, int col) const {
+    return PQgetisnull(res_, row, col) != 0;
+}
 void result::adopt(pg_result* r) {
     if (res_) PQclear(res_);
     res_ = r;
@@ -83,6 +89,18 @@ struct job {
     result res;
     bool got_result = false;
     bool setup = false;  // the per-connection setup: SET and PREPAREs
+    std::int64_t key = 0;
+    bool no_batch = false;                    // a retried part of a failed batch
+    std::vector<std::unique_ptr<job>> parts;  // a batch: its statements, then one Sync
+    std::size_t results = 0;                  // results seen so far (batches)
+
+    // Someone still waits for this job (or for one of its parts).
+    bool waited_for() const {
+        if (handler) return true;
+        for (const auto& p : parts)
+            if (p->handler) return true;
+        return false;
+    }
 };
 
 }  // namespace
@@ -109,7 +127,11 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     };
 
     impl(asio::io_context& io, options o, std::vector<statement> s)
-        : ioc(io), opts(std::move(o)), statements(std::move(s)), tick_timer(io), resolver(io),
+        : ioc(io),
+          opts(std::move(o)),
+          statements(std::move(s)),
+          tick_timer(io),
+          resolver(io),
           rng(std::random_device{}()) {
         for (unsigned i = 0; i < std::max(1u, opts.size); ++i)
             conns.push_back(std::make_unique<conn>(io));
@@ -151,13 +173,16 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         for (auto* o = parsed; o && o->keyword; ++o) {
             if (!o->val) continue;
             std::string_view k = o->keyword;
-            if (k == "host") host = o->val;
-            else if (k == "hostaddr") hostaddr = o->val;
-            else if (k == "port") port = o->val;
+            if (k == "host")
+                host = o->val;
+            else if (k == "hostaddr")
+                hostaddr = o->val;
+            else if (k == "port")
+                port = o->val;
         }
         if (parsed) PQconninfoFree(parsed);
-        if (!hostaddr.empty() || host.empty() || host.front() == '/' || host.find(',') != std::string::npos ||
-            is_ip_literal(host)) {
+        if (!hostaddr.empty() || host.empty() || host.front() == '/' ||
+            host.find(',') != std::string::npos || is_ip_literal(host)) {
             c.hostaddr.clear();
             open(c);
             return;
@@ -226,9 +251,14 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             if (ec || gen != c.gen || c.st != state::connecting) return;
             c.polling = PQconnectPoll(c.pg);
             switch (c.polling) {
-                case PGRES_POLLING_OK: self->connected(c); break;
-                case PGRES_POLLING_FAILED: self->broken(c, PQerrorMessage(c.pg)); break;
-                default: self->continue_connect(c);
+                case PGRES_POLLING_OK:
+                    self->connected(c);
+                    break;
+                case PGRES_POLLING_FAILED:
+                    self->broken(c, PQerrorMessage(c.pg));
+                    break;
+                default:
+                    self->continue_connect(c);
             }
         });
     }
@@ -290,8 +320,10 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     void flush(conn& c) {
         if (!c.pg) return;
         int r = PQflush(c.pg);
-        if (r < 0) broken(c, PQerrorMessage(c.pg));
-        else if (r == 1) arm_write(c);
+        if (r < 0)
+            broken(c, PQerrorMessage(c.pg));
+        else if (r == 1)
+            arm_write(c);
     }
 
     // Statements sent in one turn of the event loop leave in one write.
@@ -328,30 +360,13 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                 if (c.st == state::down) return;  // the setup failed and the connection is gone
                 continue;
             }
-            if (status == PGRES_FATAL_ERROR) {
-                const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-                std::string sqlstate = state ? state : "";
-                std::string message = PQresultErrorMessage(r);
-                if (!j.got_result || j.res.outcome() == result::kind::ok) {
-                    j.res = result(is_outage(sqlstate) ? result::kind::unavailable
-                                                       : result::kind::sql_error,
-                                   sqlstate, message);
-                    j.got_result = true;
-                }
-                PQclear(r);
-            } else if (status == PGRES_PIPELINE_ABORTED) {
-                if (!j.got_result) {
-                    j.res = result(result::kind::unavailable, "", "pipeline aborted");
-                    j.got_result = true;
-                }
-                PQclear(r);
-            } else if (!j.got_result) {
-                j.res = result(result::kind::ok);
-                j.res.adopt(r);
-                j.got_result = true;
-            } else {
-                PQclear(r);
+            // A batch's results come in order, one per part.
+            job* target = &j;
+            if (!j.parts.empty()) {
+                auto index = j.results++;
+                if (index < j.parts.size()) target = j.parts[index].get();
             }
+            record(*target, status, r);
         }
         if (PQstatus(c.pg) == CONNECTION_BAD) {
             broken(c, PQerrorMessage(c.pg));
@@ -360,11 +375,74 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         arm_read(c);
     }
 
+    static void record(job& j, ExecStatusType status, PGresult* r) {
+        if (status == PGRES_FATAL_ERROR) {
+            const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            std::string sqlstate = state ? state : "";
+            if (!j.got_result || j.res.outcome() == result::kind::ok) {
+                j.res = result(
+                    is_outage(sqlstate) ? result::kind::unavailable : result::kind::sql_error,
+                    sqlstate, PQresultErrorMessage(r));
+                j.got_result = true;
+            }
+            PQclear(r);
+        } else if (status == PGRES_PIPELINE_ABORTED) {
+            if (!j.got_result) {
+                j.res = result(result::kind::unavailable, "", "pipeline aborted");
+                j.got_result = true;
+            }
+            PQclear(r);
+        } else if (!j.got_result) {
+            j.res = result(result::kind::ok);
+            j.res.adopt(r);
+            j.got_result = true;
+        } else {
+            PQclear(r);
+        }
+    }
+
+    static bool succeeded(const job& j) {
+        return j.got_result && j.res.outcome() == result::kind::ok;
+    }
+
+    // A batch came back: all committed, or retry each part alone so that one bad statement
+    // (or a lock conflict with someone else's transaction) fails nobody else. A part that
+    // failed with an outage is retried too: nothing of the batch was committed.
+    void batch_finished(std::unique_ptr<job> b) {
+        // A result for the batch itself can only be an error at commit time.
+        bool ok = !b->got_result || b->res.outcome() == result::kind::ok;
+        for (auto& p : b->parts) ok = ok && succeeded(*p);
+        auto& m = net::global_metrics();
+        if (ok) {
+            m.pg_batches.fetch_add(1, std::memory_order_relaxed);
+            m.pg_batched_statements.fetch_add(b->parts.size(), std::memory_order_relaxed);
+            for (auto& p : b->parts) {
+                m.pg_latency.observe(std::chrono::duration<double>(clock::now() - b->sent).count());
+                answer(*p, std::move(p->res));
+            }
+            return;
+        }
+        for (auto& p : b->parts) {
+            if (p->got_result && p->res.outcome() != result::kind::ok) {
+                log::warn("pg_batch_retried",
+                          {{"statements", b->parts.size()}, {"sqlstate", p->res.sqlstate()}});
+                break;
+            }
+        }
+        for (auto& p : b->parts) {
+            if (!p->handler) continue;
+            p->no_batch = true;
+            p->got_result = false;
+            p->res = result();
+            dispatch(std::move(p));
+        }
+    }
+
     void finished(conn& c, std::unique_ptr<job> j) {
         if (j->setup) {
             if (j->got_result && j->res.outcome() != result::kind::ok) {
-                log::error("pg_setup_failed", {{"sqlstate", j->res.sqlstate()},
-                                               {"message", j->res.message()}});
+                log::error("pg_setup_failed",
+                           {{"sqlstate", j->res.sqlstate()}, {"message", j->res.message()}});
                 broken(c, "setup failed");
                 return;
             }
@@ -381,13 +459,26 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             update_gauges();
             return;
         }
+        if (!j->parts.empty()) {
+            batch_finished(std::move(j));
+            pump();
+            update_gauges();
+            return;
+        }
         auto& m = net::global_metrics();
         m.pg_latency.observe(std::chrono::duration<double>(clock::now() - j->sent).count());
         if (!j->got_result) j->res = result(result::kind::unavailable, "", "no result");
-        if (j->res.outcome() != result::kind::ok) m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+        if (j->res.outcome() != result::kind::ok)
+            m.pg_errors.fetch_add(1, std::memory_order_relaxed);
         answer(*j, std::move(j->res));
         pump();
         update_gauges();
+    }
+
+    // Answers a job and, for a batch, each of its parts (with the same kind of outcome).
+    void answer_all(job& j, result::kind k, const std::string& why) {
+        for (auto& p : j.parts) answer(*p, result(k, "", why));
+        answer(j, result(k, "", why));
     }
 
     void answer(job& j, result r) {
@@ -412,8 +503,8 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         c.flush_posted = false;
         auto& m = net::global_metrics();
         for (auto& j : c.inflight) {
-            if (j->handler) m.pg_errors.fetch_add(1, std::memory_order_relaxed);
-            answer(*j, result(result::kind::unavailable, "", why));
+            if (j->waited_for()) m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+            answer_all(*j, result::kind::unavailable, why);
         }
         c.inflight.clear();
         c.users = 0;
@@ -423,7 +514,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                 net::global_readiness().mark_down(net::readiness::postgres);
             }
             // Nobody can take the waiting requests now: fail them fast.
-            for (auto& j : waiting) answer(*j, result(result::kind::unavailable, "", why));
+            for (auto& j : waiting) answer_all(*j, result::kind::unavailable, why);
             waiting.clear();
             publish_waiting();
         }
@@ -450,10 +541,57 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         return best;
     }
 
+    std::vector<std::unique_ptr<job>> collecting;
+    bool collect_posted = false;
+
     void submit(std::unique_ptr<job> j) {
         if (stopped || ready_count == 0) {
             net::global_metrics().pg_errors.fetch_add(1, std::memory_order_relaxed);
             answer(*j, result(result::kind::unavailable, "", "database unavailable"));
+            return;
+        }
+        if (opts.batch && statements[j->stmt].batchable) {
+            // Writes that arrive in the same turn of the event loop leave together.
+            collecting.push_back(std::move(j));
+            if (!collect_posted) {
+                collect_posted = true;
+                asio::post(ioc, [self = shared_from_this()] { self->flush_collected(); });
+            }
+            return;
+        }
+        dispatch(std::move(j));
+    }
+
+    void flush_collected() {
+        collect_posted = false;
+        auto jobs = std::move(collecting);
+        collecting.clear();
+        std::stable_sort(jobs.begin(), jobs.end(),
+                         [](const auto& a, const auto& b) { return a->key < b->key; });
+        // Chunks of max_batch, never splitting one key's statements: two chunks may commit
+        // in either order on two connections, but one key's writes stay in arrival order.
+        for (std::size_t i = 0; i < jobs.size();) {
+            auto end = std::min(jobs.size(), i + opts.max_batch);
+            while (end < jobs.size() && jobs[end]->key == jobs[end - 1]->key) ++end;
+            if (end - i == 1) {
+                dispatch(std::move(jobs[i]));
+                i = end;
+                continue;
+            }
+            auto b = std::make_unique<job>();
+            b->deadline = clock::time_point::max();
+            for (; i < end; ++i) {
+                b->deadline = std::min(b->deadline, jobs[i]->deadline);
+                b->parts.push_back(std::move(jobs[i]));
+            }
+            dispatch(std::move(b));
+        }
+    }
+
+    void dispatch(std::unique_ptr<job> j) {
+        if (stopped || ready_count == 0) {
+            net::global_metrics().pg_errors.fetch_add(1, std::memory_order_relaxed);
+            answer_all(*j, result::kind::unavailable, "database unavailable");
             return;
         }
         j->queued = clock::now();
@@ -470,7 +608,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
 
     void pump() {
         while (!waiting.empty()) {
-            if (!waiting.front()->handler) {
+            if (!waiting.front()->waited_for()) {
                 waiting.pop_front();
                 continue;
             }
@@ -483,25 +621,38 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         publish_waiting();
     }
 
-    void send(conn& c, std::unique_ptr<job> j) {
+    bool send_statement(conn& c, const job& j) {
         const char* values[16];
         int lengths[16];
         int formats[16];
-        int n = static_cast<int>(std::min<std::size_t>(j->params.size(), 16));
+        int n = static_cast<int>(std::min<std::size_t>(j.params.size(), 16));
         for (int i = 0; i < n; ++i) {
-            const auto& p = j->params[static_cast<std::size_t>(i)];
+            const auto& p = j.params[static_cast<std::size_t>(i)];
             values[i] = p.null ? nullptr : p.data;
             lengths[i] = p.length;
             formats[i] = 1;
         }
-        const auto& s = statements[j->stmt];
-        int ok = opts.prepared
-                     ? PQsendQueryPrepared(c.pg, s.name.c_str(), n, values, lengths, formats, 0)
-                     : PQsendQueryParams(c.pg, s.sql.c_str(), n, nullptr, values, lengths,
-                                         formats, 0);
-        if (ok != 1 || PQpipelineSync(c.pg) != 1) {
+        const auto& s = statements[j.stmt];
+        return (opts.prepared
+                    ? PQsendQueryPrepared(c.pg, s.name.c_str(), n, values, lengths, formats, 0)
+                    : PQsendQueryParams(c.pg, s.sql.c_str(), n, nullptr, values, lengths, formats,
+                                        0)) == 1;
+    }
+
+    void send(conn& c, std::unique_ptr<job> j) {
+        bool ok;
+        if (j->parts.empty()) {
+            ok = send_statement(c, *j);
+        } else {
+            // No BEGIN/COMMIT: the statements before one Sync form one implicit transaction,
+            // committed at the Sync, or rolled back whole if one fails (and the connection is
+            // clean again after the Sync, which an explicit block would not be).
+            ok = true;
+            for (const auto& p : j->parts) ok = ok && send_statement(c, *p);
+        }
+        if (!ok || PQpipelineSync(c.pg) != 1) {
             std::string why = PQerrorMessage(c.pg);
-            answer(*j, result(result::kind::unavailable, "", why));
+            answer_all(*j, result::kind::unavailable, why);
             broken(c, why);
             return;
         }
@@ -529,9 +680,9 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         // Requests that waited for a connection past the limit, or past their deadline.
         while (!waiting.empty()) {
             auto& j = *waiting.front();
-            if (j.handler && now < j.queued + opts.wait && now < j.deadline) break;
-            if (j.handler) m.pg_errors.fetch_add(1, std::memory_order_relaxed);
-            answer(j, result(result::kind::unavailable, "", "pool wait exceeded"));
+            if (j.waited_for() && now < j.queued + opts.wait && now < j.deadline) break;
+            if (j.waited_for()) m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+            answer_all(j, result::kind::unavailable, "pool wait exceeded");
             waiting.pop_front();
         }
         publish_waiting();
@@ -540,13 +691,17 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         auto grace = opts.statement_timeout + std::chrono::milliseconds(2000);
         for (auto& cp : conns) {
             auto& c = *cp;
-            if ((c.st == state::connecting || c.st == state::resolving) && now > c.connect_deadline) {
+            if ((c.st == state::connecting || c.st == state::resolving) &&
+                now > c.connect_deadline) {
                 broken(c, "connect timeout");
                 continue;
             }
             if (c.st != state::ready && !(c.st == state::connecting && !c.inflight.empty()))
                 continue;
             for (auto& j : c.inflight) {
+                for (auto& p : j->parts)
+                    if (p->handler && now >= p->deadline)
+                        answer(*p, result(result::kind::unavailable, "", "deadline passed"));
                 if (j->handler && now >= j->deadline) {
                     m.pg_errors.fetch_add(1, std::memory_order_relaxed);
                     answer(*j, result(result::kind::unavailable, "", "deadline passed"));
@@ -562,8 +717,10 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         std::int64_t in_use = 0, idle = 0;
         for (auto& c : conns) {
             if (c->st != state::ready) continue;
-            if (c->users > 0) ++in_use;
-            else ++idle;
+            if (c->users > 0)
+                ++in_use;
+            else
+                ++idle;
         }
         publish_gauges(in_use, idle);
     }
@@ -579,7 +736,8 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     std::int64_t published_waiting = 0;
     void publish_waiting() {
         auto n = static_cast<std::int64_t>(waiting.size());
-        net::global_metrics().pg_waiting.fetch_add(n - published_waiting, std::memory_order_relaxed);
+        net::global_metrics().pg_waiting.fetch_add(n - published_waiting,
+                                                   std::memory_order_relaxed);
         published_waiting = n;
     }
 
@@ -592,8 +750,11 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             c->retry.cancel();
             if (c->st != state::down || c->pg) broken(*c, "pool stopped");
         }
-        for (auto& j : waiting) answer(*j, result(result::kind::unavailable, "", "pool stopped"));
+        for (auto& j : waiting) answer_all(*j, result::kind::unavailable, "pool stopped");
         waiting.clear();
+        for (auto& j : collecting)
+            answer(*j, result(result::kind::unavailable, "", "pool stopped"));
+        collecting.clear();
         publish_waiting();
     }
 };
@@ -601,20 +762,27 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
 pool::pool(asio::io_context& ioc, options opts, std::vector<statement> statements)
     : impl_(std::make_shared<impl>(ioc, std::move(opts), std::move(statements))) {}
 
-pool::~pool() { impl_->stop(); }
+pool::~pool() {
+    impl_->stop();
+}
 
 void pool::start() {
     asio::post(impl_->ioc, [self = impl_] { self->start(); });
 }
 
-void pool::stop() { impl_->stop(); }
+void pool::stop() {
+    impl_->stop();
+}
 
-unsigned pool::ready_connections() const { return impl_->ready_count; }
+unsigned pool::ready_connections() const {
+    return impl_->ready_count;
+}
 
 void pool::submit(std::size_t index, std::span<const param> params, clock::time_point deadline,
-                  net::completion<result> handler) {
+                  std::int64_t key, net::completion<result> handler) {
     auto j = std::make_unique<job>();
     j->stmt = index;
+    j->key = key;
     j->params = params;
     j->deadline = deadline;
     j->handler = std::move(handler);

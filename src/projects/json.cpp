@@ -6,8 +6,10 @@ namespace neptun::projects {
 namespace {
 
 void append_optional(std::string& out, const std::optional<std::string_view>& v) {
-    if (v) http::append_json_string(out, *v);
-    else out += "null";
+    if (v)
+        http::append_json_string(out, *v);
+    else
+        out += "null";
 }
 
 }  // namespace

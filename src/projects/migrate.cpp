@@ -60,18 +60,19 @@ const std::vector<table_spec>& tables() {
 }
 
 class session {
-public:
+  public:
     explicit session(PGconn* c) : c_(c) {}
     // Runs `sql` with text parameters; an error becomes `error` and a false return.
     bool run(const char* sql, std::vector<std::string> params, result_ptr* out = nullptr) {
         std::vector<const char*> values;
         for (auto& p : params) values.push_back(p.c_str());
-        result_ptr r(PQexecParams(c_, sql, static_cast<int>(values.size()), nullptr,
-                                  values.data(), nullptr, nullptr, 0));
+        result_ptr r(PQexecParams(c_, sql, static_cast<int>(values.size()), nullptr, values.data(),
+                                  nullptr, nullptr, 0));
         auto st = PQresultStatus(r.get());
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
             error = PQresultErrorMessage(r.get());
-            while (!error.empty() && (error.back() == '\n' || error.back() == ' ')) error.pop_back();
+            while (!error.empty() && (error.back() == '\n' || error.back() == ' '))
+                error.pop_back();
             return false;
         }
         if (out) *out = std::move(r);
@@ -79,7 +80,7 @@ public:
     }
     std::string error;
 
-private:
+  private:
     PGconn* c_;
 };
 
@@ -107,8 +108,8 @@ bool ensure_enum(session& s, const char* name, const std::vector<std::string_vie
     std::string have = std::string(",") + PQgetvalue(r.get(), 0, 1) + ",";
     for (auto l : labels) {
         if (have.find("," + std::string(l) + ",") == std::string::npos) {
-            s.error = std::string("enum ") + name + " exists without the label '" +
-                      std::string(l) + "'";
+            s.error =
+                std::string("enum ") + name + " exists without the label '" + std::string(l) + "'";
             return false;
         }
     }
@@ -166,7 +167,8 @@ migrate_outcome migrate(const std::string& conninfo) {
             if (ch == '\n') ch = ' ';
         return out;
     }
-    PQsetNoticeProcessor(conn.get(), [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        conn.get(), [](void*, const char*) {}, nullptr);
     session s(conn.get());
     // One transaction, serialized against other migrators (several replicas' Jobs).
     bool ok = s.run("BEGIN", {}) && s.run("SET LOCAL lock_timeout = '30s'", {}) &&

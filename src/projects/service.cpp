@@ -59,8 +59,8 @@ net::response project_response(const pg::result& r) {
 }  // namespace
 
 std::vector<pg::statement> statements() {
-    return {{"neptun_select_project", std::string(sql::select_project)},
-            {"neptun_update_project", std::string(sql::update_project)}};
+    return {{"neptun_select_project", std::string(sql::select_project), false},
+            {"neptun_update_project", std::string(sql::update_project), true}};
 }
 
 http::router api_service::make_router() {
@@ -70,7 +70,9 @@ http::router api_service::make_router() {
 }
 
 api_service::api_service(boost::asio::io_context& ioc, const service_options& opts)
-    : router_(make_router()), redis_(ioc, opts.redis), sessions_(redis_, opts.session_prefix),
+    : router_(make_router()),
+      redis_(ioc, opts.redis),
+      sessions_(redis_, opts.session_prefix),
       pool_(ioc, opts.pg, statements()) {
     redis_.start();
     pool_.start();
@@ -99,11 +101,13 @@ boost::asio::awaitable<net::response> api_service::handle(net::request& req, int
 
     auto cookies = collect(req, bhttp::field::cookie);
     auto cookie = http::find_session_cookie(cookies.span(), session_cookie_name);
-    if (cookie.status != http::cookie_status::ok) co_return http::error_response(problem::unauthorized);
+    if (cookie.status != http::cookie_status::ok)
+        co_return http::error_response(problem::unauthorized);
 
     auto session = co_await sessions_.user_for(cookie.token);
     switch (session.status) {
-        case redis::session_status::ok: break;
+        case redis::session_status::ok:
+            break;
         case redis::session_status::unknown:
         case redis::session_status::invalid:
             co_return http::error_response(problem::unauthorized);
@@ -156,7 +160,7 @@ boost::asio::awaitable<net::response> api_service::run_statement(std::int32_t pr
                               text_or_null(p.description),
                               text_or_null(p.project_type),
                               text_or_null(p.programming_language)};
-        r = co_await pool_.async_execute(update_statement, params, deadline);
+        r = co_await pool_.async_execute(update_statement, params, deadline, project_id);
     }
     switch (r.outcome()) {
         case pg::result::kind::ok:

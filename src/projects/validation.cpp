@@ -95,15 +95,20 @@ struct patch_handler {
     // A value at depth 1 (a member of the top-level object) of a kind other than string/null.
     void wrong_type() {
         switch (current) {
-            case field_id::name: fail("name", "must be a string"); break;
-            case field_id::description: fail("description", "must be a string or null"); break;
+            case field_id::name:
+                fail("name", "must be a string");
+                break;
+            case field_id::description:
+                fail("description", "must be a string or null");
+                break;
             case field_id::project_type:
                 fail("project_type", one_of("project_type", project_types));
                 break;
             case field_id::programming_language:
                 fail("programming_language", one_of("programming_language", programming_languages));
                 break;
-            case field_id::unknown: break;
+            case field_id::unknown:
+                break;
         }
     }
 
@@ -112,8 +117,10 @@ struct patch_handler {
     bool on_document_begin(error_code&) { return true; }
     bool on_document_end(error_code&) { return true; }
     bool on_array_begin(error_code&) {
-        if (depth == 0) fail("body", "must be a JSON object");
-        else if (scalar_at_member()) wrong_type();
+        if (depth == 0)
+            fail("body", "must be a JSON object");
+        else if (scalar_at_member())
+            wrong_type();
         ++depth;
         return true;
     }
@@ -122,8 +129,10 @@ struct patch_handler {
         return true;
     }
     bool on_object_begin(error_code&) {
-        if (depth == 0) top_is_object = true;
-        else if (scalar_at_member()) wrong_type();
+        if (depth == 0)
+            top_is_object = true;
+        else if (scalar_at_member())
+            wrong_type();
         ++depth;
         return true;
     }
@@ -175,7 +184,8 @@ struct patch_handler {
     bool on_double(double, json_sv, error_code&) { return scalar(); }
     bool on_bool(bool, error_code&) { return scalar(); }
     bool on_null(error_code&) {
-        if (depth == 0) fail("body", "must be a JSON object");
+        if (depth == 0)
+            fail("body", "must be a JSON object");
         else if (scalar_at_member()) {
             if (current == field_id::description) {
                 patch.set_description = true;
@@ -190,8 +200,10 @@ struct patch_handler {
     bool on_comment(json_sv, error_code&) { return true; }
 
     bool scalar() {
-        if (depth == 0) fail("body", "must be a JSON object");
-        else if (scalar_at_member()) wrong_type();
+        if (depth == 0)
+            fail("body", "must be a JSON object");
+        else if (scalar_at_member())
+            wrong_type();
         return true;
     }
 
@@ -199,16 +211,20 @@ struct patch_handler {
         switch (current) {
             case field_id::name: {
                 auto f = examine(value);
-                if (f.has_nul) fail("name", "must not contain U+0000");
-                else if (f.blank) fail("name", "must not be blank");
+                if (f.has_nul)
+                    fail("name", "must not contain U+0000");
+                else if (f.blank)
+                    fail("name", "must not be blank");
                 else if (f.code_points > max_name_code_points)
                     fail("name", "must be at most 255 characters");
-                else patch.name = std::move(value);
+                else
+                    patch.name = std::move(value);
                 break;
             }
             case field_id::description: {
                 auto f = examine(value);
-                if (f.has_nul) fail("description", "must not contain U+0000");
+                if (f.has_nul)
+                    fail("description", "must not contain U+0000");
                 else if (f.code_points > max_description_code_points)
                     fail("description", "must be at most 10000 characters");
                 else {
@@ -227,7 +243,8 @@ struct patch_handler {
                     if (l == value) patch.programming_language = l;
                 if (!patch.programming_language) wrong_type();
                 break;
-            case field_id::unknown: break;
+            case field_id::unknown:
+                break;
         }
     }
 };

@@ -36,7 +36,9 @@ reply to_reply(const redisReply* r) {
             out.type = reply::kind::string;
             out.value.assign(r->str, r->len);
             break;
-        case REDIS_REPLY_NIL: out.type = reply::kind::nil; break;
+        case REDIS_REPLY_NIL:
+            out.type = reply::kind::nil;
+            break;
         case REDIS_REPLY_ERROR:
             out.type = reply::kind::error;
             out.value.assign(r->str, r->len);
@@ -54,7 +56,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     enum class state { idle, connecting, setup, ready };
 
     impl(asio::io_context& io, options o)
-        : ioc(io), opts(std::move(o)), connect_timer(io), retry_timer(io), tick_timer(io),
+        : ioc(io),
+          opts(std::move(o)),
+          connect_timer(io),
+          retry_timer(io),
+          tick_timer(io),
           rng(std::random_device{}()) {
         net::global_readiness().mark_down(net::readiness::redis);
     }
@@ -179,8 +185,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         self->setup_left = 0;
         const auto& w = self->opts.where;
         if (!w.password.empty()) {
-            if (w.username.empty()) self->send_internal(purpose::setup, {"AUTH", w.password});
-            else self->send_internal(purpose::setup, {"AUTH", w.username, w.password});
+            if (w.username.empty())
+                self->send_internal(purpose::setup, {"AUTH", w.password});
+            else
+                self->send_internal(purpose::setup, {"AUTH", w.username, w.password});
         }
         if (w.db != 0) self->send_internal(purpose::setup, {"SELECT", std::to_string(w.db)});
         if (self->setup_left == 0) self->became_ready();
@@ -217,10 +225,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
             net::global_readiness().mark_down(net::readiness::redis);
         }
         if (stopped) return;
-        if (was_ready || attempt == 0)
-            log::warn("redis_down", {{"reason", why}});
-        auto base = std::min<std::int64_t>(opts.backoff_max.count(),
-                                           opts.backoff_min.count() << std::min(attempt, 16u));
+        if (was_ready || attempt == 0) log::warn("redis_down", {{"reason", why}});
+        auto base = std::min<std::int64_t>(opts.backoff_max.count(), opts.backoff_min.count()
+                                                                         << std::min(attempt, 16u));
         ++attempt;
         std::uniform_int_distribution<std::int64_t> jitter(base / 2, base);
         retry_timer.expires_after(std::chrono::milliseconds(jitter(rng)));
@@ -234,7 +241,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         if (!ac) return;
         bool was_connected = (ac->c.flags & REDIS_CONNECTED) != 0;
         log::warn("redis_drop", {{"reason", why}});
-        redisAsyncFree(ac);  // runs pending callbacks with no reply, then cleanup()
+        redisAsyncFree(ac);             // runs pending callbacks with no reply, then cleanup()
         if (!was_connected) lost(why);  // hiredis calls on_disconnect only when connected
     }
 
@@ -289,9 +296,15 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         for (const auto& a : args) views[n++] = a;
         bool ok = false;
         switch (n) {
-            case 1: ok = send(p, {views[0]}); break;
-            case 2: ok = send(p, {views[0], views[1]}); break;
-            case 3: ok = send(p, {views[0], views[1], views[2]}); break;
+            case 1:
+                ok = send(p, {views[0]});
+                break;
+            case 2:
+                ok = send(p, {views[0], views[1]});
+                break;
+            case 3:
+                ok = send(p, {views[0], views[1], views[2]});
+                break;
         }
         if (!ok) {
             delete p;
@@ -307,8 +320,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     }
 
     void finish(std::unique_ptr<pending> p, reply rep) {
-        if (!fifo.empty() && fifo.front() == p.get()) fifo.pop_front();
-        else fifo.erase(std::remove(fifo.begin(), fifo.end(), p.get()), fifo.end());
+        if (!fifo.empty() && fifo.front() == p.get())
+            fifo.pop_front();
+        else
+            fifo.erase(std::remove(fifo.begin(), fifo.end(), p.get()), fifo.end());
         auto& m = net::global_metrics();
         switch (p->what) {
             case purpose::setup:
@@ -323,7 +338,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
             case purpose::ping:
                 if (rep.type == reply::kind::error) drop("PING failed");
                 return;
-            case purpose::user: break;
+            case purpose::user:
+                break;
         }
         m.redis_latency.observe(std::chrono::duration<double>(clock::now() - p->started).count());
         if (rep.type == reply::kind::unavailable || rep.type == reply::kind::error)
@@ -351,15 +367,21 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 client::client(asio::io_context& ioc, options opts)
     : impl_(std::make_shared<impl>(ioc, std::move(opts))) {}
 
-client::~client() { impl_->stop(); }
+client::~client() {
+    impl_->stop();
+}
 
 void client::start() {
     asio::post(impl_->ioc, [self = impl_] { self->connect(); });
 }
 
-void client::stop() { impl_->stop(); }
+void client::stop() {
+    impl_->stop();
+}
 
-bool client::connected() const { return impl_->st == impl::state::ready; }
+bool client::connected() const {
+    return impl_->st == impl::state::ready;
+}
 
 void client::start_command(std::string_view verb, std::string_view arg,
                            net::completion<reply> handler) {

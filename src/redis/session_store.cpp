@@ -29,8 +29,10 @@ boost::asio::awaitable<session_lookup> session_store::user_for(std::string_view 
     key += token;
     auto rep = co_await redis_.async_get(key);
     switch (rep.type) {
-        case reply::kind::nil: co_return session_lookup{session_status::unknown, 0};
-        case reply::kind::unavailable: co_return session_lookup{session_status::unavailable, 0};
+        case reply::kind::nil:
+            co_return session_lookup{session_status::unknown, 0};
+        case reply::kind::unavailable:
+            co_return session_lookup{session_status::unavailable, 0};
         case reply::kind::error:
             // e.g. WRONGTYPE for a key that is not a string; LOADING or NOAUTH are outages.
             if (rep.value.starts_with("WRONGTYPE")) {
@@ -39,7 +41,8 @@ boost::asio::awaitable<session_lookup> session_store::user_for(std::string_view 
             }
             net::log::warn("redis_error_reply", {{"reply", rep.value.substr(0, 80)}});
             co_return session_lookup{session_status::unavailable, 0};
-        case reply::kind::string: break;
+        case reply::kind::string:
+            break;
     }
     auto id = user_id_from_session(rep.value);
     if (!id) {

@@ -64,7 +64,8 @@ std::optional<address> parse_url(std::string_view url, std::string& why) {
     }
     if (u.has_userinfo()) {
         a.username = u.user();
-        if (u.has_password()) a.password = u.password();
+        if (u.has_password())
+            a.password = u.password();
         else {
             // redis://secret@host: a lone userinfo is the password, as redis-cli reads it.
             a.password = a.username;

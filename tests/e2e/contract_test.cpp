@@ -40,9 +40,10 @@ BOOST_AUTO_TEST_CASE(get_returns_the_project) {
     auto r = get(u.path(), auth(u));
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);
-    auto created = stores::psql("SELECT to_char(created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
-                                "FROM neptun_user_project WHERE id = " +
-                                std::to_string(u.project_id));
+    auto created = stores::psql(
+        "SELECT to_char(created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+        "FROM neptun_user_project WHERE id = " +
+        std::to_string(u.project_id));
     BOOST_TEST(r->body == "{\"project\":{\"id\":" + std::to_string(u.project_id) +
                               ",\"name\":\"Project of " + std::to_string(u.user_id) +
                               "\",\"description\":\"first\",\"project_type\":\"web-site\","
@@ -54,10 +55,12 @@ BOOST_AUTO_TEST_CASE(get_returns_the_project) {
 BOOST_AUTO_TEST_CASE(patch_writes_only_the_fields_sent_and_advances_updated_at) {
     auto u = seed_user();
     auto other = seed_user();
-    auto before = stores::psql("SELECT created_at, updated_at FROM neptun_user_project WHERE id = " +
-                               std::to_string(u.project_id));
+    auto before =
+        stores::psql("SELECT created_at, updated_at FROM neptun_user_project WHERE id = " +
+                     std::to_string(u.project_id));
     auto other_before = row(other);
-    auto r = patch(u.path(), json_auth(u), R"({"name":"Updated Project Name","programming_language":"go"})");
+    auto r = patch(u.path(), json_auth(u),
+                   R"({"name":"Updated Project Name","programming_language":"go"})");
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);
     BOOST_TEST(r->body.find("\"name\":\"Updated Project Name\"") != std::string::npos);
@@ -66,23 +69,27 @@ BOOST_AUTO_TEST_CASE(patch_writes_only_the_fields_sent_and_advances_updated_at) 
     BOOST_TEST(r->body.find("\"programming_language\":\"go\"") != std::string::npos);
     auto after = stores::psql(
         "SELECT name, description, type, main_language, created_at = '" +
-        before.substr(0, before.find('|')) +
-        "', updated_at > '" + before.substr(before.find('|') + 1) +
+        before.substr(0, before.find('|')) + "', updated_at > '" +
+        before.substr(before.find('|') + 1) +
         "', updated_at > (now() AT TIME ZONE 'UTC') - interval '1 minute', neptun_user_id FROM "
-        "neptun_user_project WHERE id = " + std::to_string(u.project_id));
-    BOOST_TEST(after == "Updated Project Name|first|web-site|go|t|t|t|" + std::to_string(u.user_id));
+        "neptun_user_project WHERE id = " +
+        std::to_string(u.project_id));
+    BOOST_TEST(after ==
+               "Updated Project Name|first|web-site|go|t|t|t|" + std::to_string(u.user_id));
     BOOST_TEST(row(other) == other_before);
     // The response shows the row as written.
-    auto updated = stores::psql("SELECT to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
-                                "FROM neptun_user_project WHERE id = " +
-                                std::to_string(u.project_id));
+    auto updated = stores::psql(
+        "SELECT to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+        "FROM neptun_user_project WHERE id = " +
+        std::to_string(u.project_id));
     BOOST_TEST(r->body.find("\"updated_at\":\"" + updated + "\"") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(patch_all_fields_and_null_description) {
     auto u = seed_user();
-    auto r = patch(u.path(), json_auth(u),
-                   R"({"name":"N","description":null,"project_type":"web-app","programming_language":"elixir"})");
+    auto r = patch(
+        u.path(), json_auth(u),
+        R"({"name":"N","description":null,"project_type":"web-app","programming_language":"elixir"})");
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);
     BOOST_TEST(r->body.find("\"description\":null") != std::string::npos);
@@ -112,7 +119,8 @@ BOOST_AUTO_TEST_CASE(missing_bad_unknown_and_expired_sessions_are_401) {
     stores::redis({"PEXPIRE", "neptun:session:" + u.token, "1"});
     BOOST_TEST(stores::redis({"EXISTS", "neptun:session:" + u.token}) == "0");
     expect_error(get(u.path(), auth(u)), 401, unauthorized);
-    for (auto value : {"not json", R"({"user":{}})", R"({"user":{"id":"1"}})", R"({"user":{"id":1.5}})"}) {
+    for (auto value :
+         {"not json", R"({"user":{}})", R"({"user":{"id":"1"}})", R"({"user":{"id":1.5}})"}) {
         stores::redis({"SET", "neptun:session:" + u.token, value});
         expect_error(get(u.path(), auth(u)), 401, unauthorized);
     }
@@ -150,11 +158,13 @@ BOOST_AUTO_TEST_CASE(another_users_path_is_403_and_ids_come_first) {
 
 BOOST_AUTO_TEST_CASE(accept_must_admit_json_or_406) {
     auto u = seed_user();
-    for (auto ok : {"application/json", "application/*", "*/*", "text/html, application/json;q=0.1"})
+    for (auto ok :
+         {"application/json", "application/*", "*/*", "text/html, application/json;q=0.1"})
         BOOST_TEST(get(u.path(), auth(u, {{"Accept", ok}}))->status == 200, ok);
     for (auto bad : {"text/html", "application/json;q=0", "application/xml", "*/*;q=0"})
-        expect_error(get(u.path(), auth(u, {{"Accept", bad}})), 406,
-                     R"({"statusCode":406,"message":"Not acceptable: this endpoint answers application/json"})");
+        expect_error(
+            get(u.path(), auth(u, {{"Accept", bad}})), 406,
+            R"({"statusCode":406,"message":"Not acceptable: this endpoint answers application/json"})");
     // 403 comes before 406.
     auto other = seed_user();
     BOOST_TEST(get(other.path(), auth(u, {{"Accept", "text/html"}}))->status == 403);
@@ -163,7 +173,8 @@ BOOST_AUTO_TEST_CASE(accept_must_admit_json_or_406) {
 BOOST_AUTO_TEST_CASE(patch_needs_json_content_type_or_415) {
     auto u = seed_user();
     const std::string body = R"({"name":"ct"})";
-    for (auto ok : {"application/json", "application/json; charset=utf-8", "APPLICATION/JSON;Charset=UTF-8"})
+    for (auto ok :
+         {"application/json", "application/json; charset=utf-8", "APPLICATION/JSON;Charset=UTF-8"})
         BOOST_TEST(patch(u.path(), auth(u, {{"Content-Type", ok}}), body)->status == 200, ok);
     for (auto bad : {"text/plain", "application/x-www-form-urlencoded", "application/jsonx"})
         expect_error(patch(u.path(), auth(u, {{"Content-Type", bad}}), body), 415,
@@ -171,27 +182,35 @@ BOOST_AUTO_TEST_CASE(patch_needs_json_content_type_or_415) {
     expect_error(patch(u.path(), auth(u), body), 415,
                  R"({"statusCode":415,"message":"Content-Type must be application/json"})");
     // 406 comes before 415, and 415 before a bad body.
-    BOOST_TEST(patch(u.path(), auth(u, {{"Accept", "text/html"}, {"Content-Type", "text/plain"}}), body)->status == 406);
+    BOOST_TEST(
+        patch(u.path(), auth(u, {{"Accept", "text/html"}, {"Content-Type", "text/plain"}}), body)
+            ->status == 406);
     BOOST_TEST(patch(u.path(), auth(u, {{"Content-Type", "text/plain"}}), "{")->status == 415);
 }
 
 BOOST_AUTO_TEST_CASE(bad_bodies_are_400_naming_every_broken_field) {
     auto u = seed_user();
     auto before = row(u);
-    auto r = patch(u.path(), json_auth(u),
-                   R"({"name":"  ","description":5,"project_type":"Web-Site","programming_language":"cobol","extra":1})");
+    auto r = patch(
+        u.path(), json_auth(u),
+        R"({"name":"  ","description":5,"project_type":"Web-Site","programming_language":"cobol","extra":1})");
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 400);
     for (auto field : {"name", "description", "project_type", "programming_language", "extra"})
-        BOOST_TEST(r->body.find("{\"field\":\"" + std::string(field) + "\"") != std::string::npos, field);
-    BOOST_TEST(r->body.find(R"({"field":"project_type","message":"must be one of web-site, web-service, web-app"})") !=
-               std::string::npos);
-    for (auto body : {"", "{", "[]", "{}", "null", R"({"name":"a","name":"b"})", "{\"name\":\"\xff\"}",
-                      R"({"name":"a\u0000b"})", R"({"name":"\ud800"})"}) {
+        BOOST_TEST(r->body.find("{\"field\":\"" + std::string(field) + "\"") != std::string::npos,
+                   field);
+    BOOST_TEST(
+        r->body.find(
+            R"({"field":"project_type","message":"must be one of web-site, web-service, web-app"})") !=
+        std::string::npos);
+    for (auto body : {"", "{", "[]", "{}", "null", R"({"name":"a","name":"b"})",
+                      "{\"name\":\"\xff\"}", R"({"name":"a\u0000b"})", R"({"name":"\ud800"})"}) {
         auto b = patch(u.path(), json_auth(u), body);
         BOOST_REQUIRE(b);
         BOOST_TEST(b->status == 400, body);
-        BOOST_TEST(b->body.starts_with(R"({"statusCode":400,"message":"Invalid request body","errors":[)"), body);
+        BOOST_TEST(
+            b->body.starts_with(R"({"statusCode":400,"message":"Invalid request body","errors":[)"),
+            body);
     }
     std::string name255, name256;
     for (int i = 0; i < 255; ++i) name255 += "\xc3\xa9";
@@ -200,16 +219,18 @@ BOOST_AUTO_TEST_CASE(bad_bodies_are_400_naming_every_broken_field) {
     BOOST_TEST(row(u) == before);
     BOOST_TEST(patch(u.path(), json_auth(u), R"({"name":")" + name255 + R"("})")->status == 200);
     std::string d10000(10000, 'd');
-    BOOST_TEST(patch(u.path(), json_auth(u), R"({"description":")" + d10000 + "x\"}")->status == 400);
-    BOOST_TEST(patch(u.path(), json_auth(u), R"({"description":")" + d10000 + "\"}")->status == 200);
+    BOOST_TEST(patch(u.path(), json_auth(u), R"({"description":")" + d10000 + "x\"}")->status ==
+               400);
+    BOOST_TEST(patch(u.path(), json_auth(u), R"({"description":")" + d10000 + "\"}")->status ==
+               200);
 }
 
 BOOST_AUTO_TEST_CASE(projects_of_others_or_absent_are_404_alike) {
     auto u = seed_user();
     auto other = seed_user();
     const std::string not_found = R"({"statusCode":404,"message":"Project not found"})";
-    auto mine_theirs = "/api/users/" + std::to_string(u.user_id) + "/projects/" +
-                       std::to_string(other.project_id);
+    auto mine_theirs =
+        "/api/users/" + std::to_string(u.user_id) + "/projects/" + std::to_string(other.project_id);
     auto absent = "/api/users/" + std::to_string(u.user_id) + "/projects/2147483647";
     expect_error(get(mine_theirs, auth(u)), 404, not_found);
     expect_error(get(absent, auth(u)), 404, not_found);

@@ -33,8 +33,8 @@ BOOST_AUTO_TEST_SUITE(outages)
 
 BOOST_AUTO_TEST_CASE(redis_down_is_503_and_recovers_without_a_restart) {
     redis_server redis;
-    server_process srv(base_env({{"NEPTUN_REDIS_URL", redis.url()},
-                                 {"NEPTUN_REDIS_TIMEOUT_MS", "500"}}));
+    server_process srv(
+        base_env({{"NEPTUN_REDIS_URL", redis.url()}, {"NEPTUN_REDIS_TIMEOUT_MS", "500"}}));
     BOOST_REQUIRE(srv.wait_ready());
     auto u = seed_user("neptun", redis.port());
     BOOST_TEST(http_request(srv.port, "GET", u.path(), auth(u))->status == 200);
@@ -64,7 +64,8 @@ BOOST_AUTO_TEST_CASE(redis_down_is_503_and_recovers_without_a_restart) {
 BOOST_AUTO_TEST_CASE(redis_that_stops_answering_is_503_within_the_command_timeout) {
     redis_server redis;
     server_process srv(base_env({{"NEPTUN_REDIS_URL", redis.url()},
-                                 {"NEPTUN_REDIS_TIMEOUT_MS", "300"}, {"NEPTUN_THREADS", "1"}}));
+                                 {"NEPTUN_REDIS_TIMEOUT_MS", "300"},
+                                 {"NEPTUN_THREADS", "1"}}));
     BOOST_REQUIRE(srv.wait_ready());
     auto u = seed_user("neptun", redis.port());
     // CLIENT PAUSE holds every other client's commands: Redis is up, connected, and silent.
@@ -88,8 +89,8 @@ BOOST_AUTO_TEST_CASE(redis_auth_and_db_index_come_from_the_url) {
     run_command({"/usr/bin/redis-cli", "-p", std::to_string(redis.port()), "-a", "s3cret",
                  "--no-auth-warning", "-n", "3", "SET", "neptun:session:" + token,
                  R"({"user":{"id":424242}})"});
-    server_process srv(base_env({{"NEPTUN_REDIS_URL",
-                                  "redis://:s3cret@127.0.0.1:" + std::to_string(redis.port()) + "/3"}}));
+    server_process srv(base_env({{"NEPTUN_REDIS_URL", "redis://:s3cret@127.0.0.1:" +
+                                                          std::to_string(redis.port()) + "/3"}}));
     BOOST_REQUIRE(srv.wait_ready());
     // The session says user 424242: the path's user differs, so a 403 proves the lookup worked.
     auto r = http_request(srv.port, "GET", "/api/users/1/projects/1",
@@ -97,14 +98,15 @@ BOOST_AUTO_TEST_CASE(redis_auth_and_db_index_come_from_the_url) {
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 403);
     // db 0 has no such key: the same token against db 0 is unknown.
-    server_process other(base_env({{"NEPTUN_REDIS_URL",
-                                    "redis://:s3cret@127.0.0.1:" + std::to_string(redis.port()) + "/0"}}));
+    server_process other(base_env({{"NEPTUN_REDIS_URL", "redis://:s3cret@127.0.0.1:" +
+                                                            std::to_string(redis.port()) + "/0"}}));
     BOOST_REQUIRE(other.wait_ready());
     BOOST_TEST(http_request(other.port, "GET", "/api/users/1/projects/1",
-                            {{"Cookie", "neptun-session=" + token}})->status == 401);
+                            {{"Cookie", "neptun-session=" + token}})
+                   ->status == 401);
     // A wrong password keeps the server not ready, and requests get 503, not 401.
-    server_process wrong(base_env({{"NEPTUN_REDIS_URL",
-                                    "redis://:nope@127.0.0.1:" + std::to_string(redis.port()) + "/3"}}));
+    server_process wrong(base_env(
+        {{"NEPTUN_REDIS_URL", "redis://:nope@127.0.0.1:" + std::to_string(redis.port()) + "/3"}}));
     BOOST_REQUIRE(wrong.process.wait_for_log("event=redis_setup_failed", 10s));
     expect_503(http_request(wrong.port, "GET", "/api/users/1/projects/1",
                             {{"Cookie", "neptun-session=" + token}}));
@@ -137,13 +139,14 @@ BOOST_AUTO_TEST_CASE(a_slow_database_is_503_at_the_deadline_and_never_a_false_20
     server_process srv(base_env({{"NEPTUN_HANDLER_TIMEOUT_MS", "400"}, {"NEPTUN_THREADS", "1"}}));
     BOOST_REQUIRE(srv.wait_ready());
     auto u = seed_user();
-    child_process locker({"/bin/sh", "-c",
-                          "exec psql -h 127.0.0.1 -p " + std::to_string(stores::pg_port()) +
-                              " -U postgres -d neptun -v ON_ERROR_STOP=1 -c 'BEGIN' -c "
-                              "\"UPDATE neptun_user_project SET name = 'locker' WHERE id = " +
-                              std::to_string(u.project_id) +
-                              "\" -c \"SELECT 'locked'\" -c 'SELECT pg_sleep(2)' -c 'ROLLBACK' 1>&2"},
-                         {});
+    child_process locker(
+        {"/bin/sh", "-c",
+         "exec psql -h 127.0.0.1 -p " + std::to_string(stores::pg_port()) +
+             " -U postgres -d neptun -v ON_ERROR_STOP=1 -c 'BEGIN' -c "
+             "\"UPDATE neptun_user_project SET name = 'locker' WHERE id = " +
+             std::to_string(u.project_id) +
+             "\" -c \"SELECT 'locked'\" -c 'SELECT pg_sleep(2)' -c 'ROLLBACK' 1>&2"},
+        {});
     BOOST_REQUIRE(locker.wait_for_log("locked", 10s));
     auto started = std::chrono::steady_clock::now();
     expect_503(http_request(srv.port, "PATCH", u.path(), json_auth(u), R"({"name":"slow"})"));

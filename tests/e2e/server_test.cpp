@@ -128,8 +128,7 @@ BOOST_AUTO_TEST_CASE(header_just_under_the_limit_is_served) {
     auto request = build_request("GET", u.path(), auth(u, {{"X-Pad", ""}}));
     // Pad the request to exactly 8192 bytes of header.
     auto pad = 8192 - request.size();
-    auto r = http_request(s.srv.port, "GET", u.path(),
-                          auth(u, {{"X-Pad", std::string(pad, 'p')}}));
+    auto r = http_request(s.srv.port, "GET", u.path(), auth(u, {{"X-Pad", std::string(pad, 'p')}}));
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);
 }
@@ -216,7 +215,8 @@ BOOST_AUTO_TEST_CASE(a_client_that_trickles_its_body_is_cut_off) {
            "\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"na");
     BOOST_TEST(c.wait_closed(5s));
     BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id)) == "Project of " + std::to_string(u.user_id));
+                            std::to_string(u.project_id)) ==
+               "Project of " + std::to_string(u.user_id));
 }
 
 BOOST_AUTO_TEST_CASE(idle_keep_alive_connections_are_closed) {
@@ -265,11 +265,11 @@ BOOST_AUTO_TEST_CASE(admin_port_serves_probes_and_metrics_and_never_the_api) {
     BOOST_REQUIRE(metrics);
     BOOST_TEST(metrics->status == 200);
     BOOST_TEST(metrics->header("Content-Type").starts_with("text/plain"));
-    for (auto needle : {"neptun_http_requests_total{route=\"project\",status=\"200\"} 1",
-                        "neptun_http_request_duration_seconds_bucket{route=\"project\",le=\"+Inf\"} 1",
-                        "neptun_open_connections ", "process_start_time_seconds ",
-                        "neptun_redis_commands_total ", "neptun_pg_connections{state=\"idle\"} ",
-                        "neptun_ready 1"})
+    for (auto needle :
+         {"neptun_http_requests_total{route=\"project\",status=\"200\"} 1",
+          "neptun_http_request_duration_seconds_bucket{route=\"project\",le=\"+Inf\"} 1",
+          "neptun_open_connections ", "process_start_time_seconds ", "neptun_redis_commands_total ",
+          "neptun_pg_connections{state=\"idle\"} ", "neptun_ready 1"})
         BOOST_TEST(metrics->body.find(needle) != std::string::npos, needle);
     BOOST_TEST(http_request(s.srv.admin_port, "GET", u.path(), auth(u))->status == 404);
     for (auto path : {"/livez", "/readyz", "/metrics"})
@@ -310,8 +310,9 @@ BOOST_AUTO_TEST_CASE(sigterm_drains_requests_in_flight_and_exits_zero) {
     // The PATCH is in flight once PostgreSQL shows it waiting for the row lock.
     bool waiting = false;
     for (int i = 0; i < 500 && !waiting; ++i)
-        waiting = stores::psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                               "'Lock' AND query LIKE 'UPDATE neptun_user_project%'") != "0";
+        waiting = stores::psql(
+                      "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                      "'Lock' AND query LIKE 'UPDATE neptun_user_project%'") != "0";
     BOOST_REQUIRE(waiting);
     s.srv.process.signal(SIGTERM);
     BOOST_REQUIRE(s.srv.process.wait_for_log("event=shutdown_requested", 5s));

@@ -33,7 +33,8 @@ BOOST_AUTO_TEST_CASE(keeps_an_existing_neptun_database_as_it_is) {
         "CREATE TYPE programming_language AS ENUM ('typescript', 'javascript', 'php', 'go', "
         "'python', 'java', 'kotlin', 'ruby', 'elixir');"
         "CREATE TABLE neptun_user (id serial PRIMARY KEY, primary_email text NOT NULL UNIQUE, "
-        "github_token text, created_at timestamp DEFAULT now(), updated_at timestamp DEFAULT now());"
+        "github_token text, created_at timestamp DEFAULT now(), updated_at timestamp DEFAULT "
+        "now());"
         "CREATE TABLE neptun_user_project (id serial PRIMARY KEY, name text NOT NULL, "
         "description text, type project_type NOT NULL, main_language programming_language NOT "
         "NULL, prompt_context jsonb, extra_flag boolean DEFAULT true, created_at timestamp "
@@ -57,8 +58,9 @@ BOOST_AUTO_TEST_CASE(refuses_conflicting_objects_and_changes_nothing) {
     stores::psql("CREATE TYPE project_type AS ENUM ('web-site', 'mobile-app');", db);
     auto r = stores::migrate(db);
     BOOST_TEST(r.exit_code == 1);
-    BOOST_TEST(r.err ==
-               "neptun-api: migrate failed: enum project_type exists without the label 'web-service'\n");
+    BOOST_TEST(
+        r.err ==
+        "neptun-api: migrate failed: enum project_type exists without the label 'web-service'\n");
     // Nothing was created: the transaction rolled back.
     BOOST_TEST(stores::psql("SELECT to_regclass('neptun_user') IS NULL", db) == "t");
 
@@ -67,14 +69,16 @@ BOOST_AUTO_TEST_CASE(refuses_conflicting_objects_and_changes_nothing) {
     stores::psql("ALTER TABLE neptun_user_project ALTER COLUMN name TYPE varchar(10)", db2);
     auto r2 = stores::migrate(db2);
     BOOST_TEST(r2.exit_code == 1);
-    BOOST_TEST(r2.err.find("column neptun_user_project.name is character varying(10), expected text") !=
-               std::string::npos);
+    BOOST_TEST(
+        r2.err.find("column neptun_user_project.name is character varying(10), expected text") !=
+        std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(an_unreachable_database_is_a_clear_error) {
-    auto r = run_command({binary_path(), "migrate"},
-                         {{"NEPTUN_DATABASE_URL",
-                           "postgresql://postgres@127.0.0.1:" + std::to_string(free_port()) + "/x"}});
+    auto r =
+        run_command({binary_path(), "migrate"},
+                    {{"NEPTUN_DATABASE_URL",
+                      "postgresql://postgres@127.0.0.1:" + std::to_string(free_port()) + "/x"}});
     BOOST_TEST(r.exit_code == 1);
     BOOST_TEST(r.err.starts_with("neptun-api: migrate failed: cannot connect to the database: "));
     BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);

@@ -51,14 +51,17 @@ BOOST_AUTO_TEST_CASE(concurrent_lookups_on_one_connection_get_their_own_answers)
     bool connected = false;
     asio::steady_timer poll(ioc);
     // Wait for the connection by issuing a probe lookup until it stops failing fast.
-    asio::co_spawn(ioc, [&]() -> asio::awaitable<void> {
-        for (;;) {
-            if (client.connected()) break;
-            poll.expires_after(5ms);
-            co_await poll.async_wait(asio::use_awaitable);
-        }
-        connected = true;
-    }, asio::detached);
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+            for (;;) {
+                if (client.connected()) break;
+                poll.expires_after(5ms);
+                co_await poll.async_wait(asio::use_awaitable);
+            }
+            connected = true;
+        },
+        asio::detached);
     run_until(ioc, connected);
     BOOST_REQUIRE(connected);
 
@@ -66,11 +69,14 @@ BOOST_AUTO_TEST_CASE(concurrent_lookups_on_one_connection_get_their_own_answers)
     int finished = 0;
     bool all = false;
     for (int i = 0; i < n; ++i) {
-        asio::co_spawn(ioc, [&, i]() -> asio::awaitable<void> {
-            auto r = co_await sessions.user_for("t" + std::to_string(i));
-            got[i] = r.status == redis::session_status::ok ? r.user_id : -2;
-            if (++finished == n) all = true;
-        }, asio::detached);
+        asio::co_spawn(
+            ioc,
+            [&, i]() -> asio::awaitable<void> {
+                auto r = co_await sessions.user_for("t" + std::to_string(i));
+                got[i] = r.status == redis::session_status::ok ? r.user_id : -2;
+                if (++finished == n) all = true;
+            },
+            asio::detached);
     }
     run_until(ioc, all);
     BOOST_REQUIRE(all);
@@ -84,23 +90,28 @@ BOOST_AUTO_TEST_CASE(concurrent_lookups_on_one_connection_get_their_own_answers)
 BOOST_AUTO_TEST_CASE(missing_and_unreadable_sessions) {
     redis_server server;
     stores::redis({"SET", "p:bad", "{"}, server.port());
-    stores::redis({"SET", "p:good", R"({"user":{"id":7,"primary_email":"a@b.c"},"loggedInAt":"x"})"},
-                  server.port());
+    stores::redis(
+        {"SET", "p:good", R"({"user":{"id":7,"primary_email":"a@b.c"},"loggedInAt":"x"})"},
+        server.port());
     asio::io_context ioc(1);
     redis::client client(ioc, options_for(server.port()));
     redis::session_store sessions(client, "p:");
     client.start();
     std::vector<redis::session_lookup> results;
     bool done = false;
-    asio::co_spawn(ioc, [&]() -> asio::awaitable<void> {
-        asio::steady_timer t(ioc);
-        while (!client.connected()) {
-            t.expires_after(5ms);
-            co_await t.async_wait(asio::use_awaitable);
-        }
-        for (auto token : {"good", "bad", "absent"}) results.push_back(co_await sessions.user_for(token));
-        done = true;
-    }, asio::detached);
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+            asio::steady_timer t(ioc);
+            while (!client.connected()) {
+                t.expires_after(5ms);
+                co_await t.async_wait(asio::use_awaitable);
+            }
+            for (auto token : {"good", "bad", "absent"})
+                results.push_back(co_await sessions.user_for(token));
+            done = true;
+        },
+        asio::detached);
     run_until(ioc, done);
     BOOST_REQUIRE(done);
     BOOST_TEST((results[0].status == redis::session_status::ok && results[0].user_id == 7));
@@ -119,29 +130,32 @@ BOOST_AUTO_TEST_CASE(a_stopped_server_fails_fast_and_a_restarted_one_is_used_aga
     redis::session_lookup during, after;
     bool done = false;
     std::chrono::steady_clock::duration failed_in{};
-    asio::co_spawn(ioc, [&]() -> asio::awaitable<void> {
-        asio::steady_timer t(ioc);
-        while (!client.connected()) {
-            t.expires_after(5ms);
-            co_await t.async_wait(asio::use_awaitable);
-        }
-        server.stop();
-        while (client.connected()) {
-            t.expires_after(5ms);
-            co_await t.async_wait(asio::use_awaitable);
-        }
-        auto start = std::chrono::steady_clock::now();
-        during = co_await sessions.user_for("x");
-        failed_in = std::chrono::steady_clock::now() - start;
-        server.start();
-        stores::redis({"SET", "k:x", R"({"user":{"id":9}})"}, server.port());
-        while (!client.connected()) {
-            t.expires_after(5ms);
-            co_await t.async_wait(asio::use_awaitable);
-        }
-        after = co_await sessions.user_for("x");
-        done = true;
-    }, asio::detached);
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+            asio::steady_timer t(ioc);
+            while (!client.connected()) {
+                t.expires_after(5ms);
+                co_await t.async_wait(asio::use_awaitable);
+            }
+            server.stop();
+            while (client.connected()) {
+                t.expires_after(5ms);
+                co_await t.async_wait(asio::use_awaitable);
+            }
+            auto start = std::chrono::steady_clock::now();
+            during = co_await sessions.user_for("x");
+            failed_in = std::chrono::steady_clock::now() - start;
+            server.start();
+            stores::redis({"SET", "k:x", R"({"user":{"id":9}})"}, server.port());
+            while (!client.connected()) {
+                t.expires_after(5ms);
+                co_await t.async_wait(asio::use_awaitable);
+            }
+            after = co_await sessions.user_for("x");
+            done = true;
+        },
+        asio::detached);
     run_until(ioc, done, 20s);
     BOOST_REQUIRE(done);
     BOOST_TEST((during.status == redis::session_status::unavailable));

@@ -70,7 +70,9 @@ http_connection::http_connection(std::uint16_t port) {
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-http_connection::~http_connection() { close(); }
+http_connection::~http_connection() {
+    close();
+}
 
 void http_connection::close() {
     if (fd_ >= 0) ::close(fd_);

@@ -30,7 +30,7 @@ std::string build_request(std::string_view method, std::string_view target,
                           bool with_length = true);
 
 class http_connection {
-public:
+  public:
     explicit http_connection(std::uint16_t port);
     ~http_connection();
     http_connection(const http_connection&) = delete;
@@ -44,7 +44,7 @@ public:
     bool wait_closed(std::chrono::milliseconds timeout = 10s);
     void close();
 
-private:
+  private:
     bool fill(std::chrono::steady_clock::time_point deadline);
     int fd_ = -1;
     std::string buffer_;
@@ -53,8 +53,7 @@ private:
 
 // One request on a fresh connection.
 std::optional<http_response> http_request(std::uint16_t port, std::string_view method,
-                                          std::string_view target,
-                                          const header_list& headers = {},
+                                          std::string_view target, const header_list& headers = {},
                                           std::string_view body = {});
 
 }  // namespace neptun::test

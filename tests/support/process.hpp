@@ -30,7 +30,7 @@ run_result run_command(const std::vector<std::string>& argv, const env_map& env 
                        std::chrono::milliseconds timeout = 60s);
 
 class child_process {
-public:
+  public:
     child_process(const std::vector<std::string>& argv, const env_map& env);
     ~child_process();
     child_process(const child_process&) = delete;
@@ -47,7 +47,7 @@ public:
     std::size_t count_in_log(const std::string& needle);
     std::string log();
 
-private:
+  private:
     void reader_loop(int fd);
     pid_t pid_ = -1;
     int exit_code_ = -1;
@@ -61,7 +61,7 @@ private:
 
 // The neptun-api binary serving on loopback: ports 0 unless `env` says otherwise.
 class server_process {
-public:
+  public:
     explicit server_process(env_map env, std::vector<std::string> args = {"serve"});
     std::uint16_t port = 0;
     std::uint16_t admin_port = 0;

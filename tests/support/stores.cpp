@@ -24,7 +24,8 @@ std::string trim(std::string s) {
 
 std::string random_token() {
     static std::mt19937_64 rng(std::random_device{}());
-    static constexpr char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    static constexpr char alphabet[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     std::string t;
     for (int i = 0; i < 32; ++i) t += alphabet[rng() % (sizeof alphabet - 1)];
     return t;
@@ -32,8 +33,12 @@ std::string random_token() {
 
 }  // namespace
 
-int stores::redis_port() { return std::stoi(env_or("NEPTUN_TEST_REDIS_PORT", "6379")); }
-int stores::pg_port() { return std::stoi(env_or("NEPTUN_TEST_PG_PORT", "5432")); }
+int stores::redis_port() {
+    return std::stoi(env_or("NEPTUN_TEST_REDIS_PORT", "6379"));
+}
+int stores::pg_port() {
+    return std::stoi(env_or("NEPTUN_TEST_PG_PORT", "5432"));
+}
 
 std::string stores::redis_url() {
     return "redis://127.0.0.1:" + std::to_string(redis_port()) + "/0";
@@ -57,12 +62,22 @@ std::string stores::psql(const std::string& sql, const std::string& db) {
 }
 
 int stores::pg_ctl(const std::string& action) {
-    std::vector<std::string> argv{"runuser", "-u", "postgres", "--",
-                                  env_or("NEPTUN_TEST_PG_BIN", "/usr/lib/postgresql/15/bin") +
-                                      "/pg_ctl",
-                                  "-D", env_or("NEPTUN_TEST_PG_DATA", ""), "-w", "-t", "60",
-                                  "-m", "fast", "-l", env_or("NEPTUN_TEST_PG_LOG", "/dev/null"),
-                                  action};
+    std::vector<std::string> argv{
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+        env_or("NEPTUN_TEST_PG_BIN", "/usr/lib/postgresql/15/bin") + "/pg_ctl",
+        "-D",
+        env_or("NEPTUN_TEST_PG_DATA", ""),
+        "-w",
+        "-t",
+        "60",
+        "-m",
+        "fast",
+        "-l",
+        env_or("NEPTUN_TEST_PG_LOG", "/dev/null"),
+        action};
     if (action != "stop") {
         argv.push_back("-o");
         argv.push_back(env_or("NEPTUN_TEST_PG_OPTIONS", ""));
@@ -97,11 +112,12 @@ seeded_user seed_user(const std::string& db, int redis_port) {
     auto bar = ids.find('|');
     u.user_id = std::stoll(ids.substr(0, bar));
     u.project_id = std::stoll(ids.substr(bar + 1));
-    stores::redis({"SET", "neptun:session:" + u.token,
-                   R"({"user":{"id":)" + std::to_string(u.user_id) +
-                       R"(,"primary_email":"x@test.example"},"loggedInAt":"2025-02-16T17:42:11.000Z"})",
-                   "EX", "3600"},
-                  redis_port);
+    stores::redis(
+        {"SET", "neptun:session:" + u.token,
+         R"({"user":{"id":)" + std::to_string(u.user_id) +
+             R"(,"primary_email":"x@test.example"},"loggedInAt":"2025-02-16T17:42:11.000Z"})",
+         "EX", "3600"},
+        redis_port);
     return u;
 }
 
@@ -122,21 +138,33 @@ redis_server::redis_server(std::vector<std::string> extra_args)
     start();
 }
 
-redis_server::~redis_server() { stop(); }
+redis_server::~redis_server() {
+    stop();
+}
 
 void redis_server::start() {
-    std::vector<std::string> argv{"/usr/bin/redis-server", "--bind", "127.0.0.1", "--port",
-                                  std::to_string(port_), "--save", "", "--appendonly", "no",
-                                  "--logfile", ""};
+    std::vector<std::string> argv{"/usr/bin/redis-server",
+                                  "--bind",
+                                  "127.0.0.1",
+                                  "--port",
+                                  std::to_string(port_),
+                                  "--save",
+                                  "",
+                                  "--appendonly",
+                                  "no",
+                                  "--logfile",
+                                  ""};
     argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
     // redis-server logs to stdout; child_process captures stderr, so log there.
-    process_ = std::make_unique<child_process>(
-        std::vector<std::string>{"/bin/sh", "-c", [&] {
-                                     std::string cmd = "exec";
-                                     for (auto& a : argv) cmd += " '" + a + "'";
-                                     return cmd + " 1>&2";
-                                 }()},
-        env_map{});
+    process_ =
+        std::make_unique<child_process>(std::vector<std::string>{"/bin/sh", "-c",
+                                                                 [&] {
+                                                                     std::string cmd = "exec";
+                                                                     for (auto& a : argv)
+                                                                         cmd += " '" + a + "'";
+                                                                     return cmd + " 1>&2";
+                                                                 }()},
+                                        env_map{});
     if (!process_->wait_for_log("Ready to accept connections", 10s))
         throw std::runtime_error("redis-server did not start: " + process_->log());
 }

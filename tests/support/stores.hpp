@@ -43,7 +43,7 @@ seeded_user seed_user(const std::string& db = "neptun", int redis_port = 0);
 
 // A redis-server of the test's own on a free loopback port.
 class redis_server {
-public:
+  public:
     explicit redis_server(std::vector<std::string> extra_args = {});
     ~redis_server();
     int port() const { return port_; }
@@ -51,7 +51,7 @@ public:
     void start();
     void stop();
 
-private:
+  private:
     std::vector<std::string> extra_args_;
     int port_;
     std::unique_ptr<child_process> process_;

@@ -39,7 +39,8 @@ std::string_view message_of(problem p);
 void append_json_string(std::string& out, std::string_view s);
 
 // {"statusCode":N,"message":"..."[,"errors":[{"field":..,"message":..}]]}
-std::string error_body(status s, std::string_view message, std::span<const field_error> errors = {});
+std::string error_body(status s, std::string_view message,
+                       std::span<const field_error> errors = {});
 
 // A JSON response with Content-Type: application/json. 503s carry Retry-After.
 response json_response(status s, std::string body);

@@ -31,14 +31,14 @@ struct route_match {
 };
 
 class router {
-public:
+  public:
     explicit router(std::vector<route_def> routes);
     // `target` is the request-target; a query string is ignored.
     route_match find(std::string_view target, verb method) const;
     // The connection loop's view: found routes go on to the handler, others answer now.
     net::routed decide(std::string_view target, verb method) const;
 
-private:
+  private:
     struct compiled {
         std::vector<std::string_view> segments;  // "{...}" marks a parameter
         std::vector<verb> methods;

@@ -10,7 +10,7 @@ namespace neptun::net {
 
 template <typename T>
 class completion {
-public:
+  public:
     completion() = default;
     template <typename Handler>
     explicit completion(Handler&& h)
@@ -24,7 +24,7 @@ public:
         impl->call(std::move(value));
     }
 
-private:
+  private:
     struct concept_t {
         virtual ~concept_t() = default;
         virtual void call(T value) = 0;

@@ -18,8 +18,7 @@ enum class framing_error {
 
 // content_lengths / transfer_encodings: the raw values of every such header field.
 framing_error check_framing(std::span<const std::string_view> content_lengths,
-                            std::span<const std::string_view> transfer_encodings,
-                            bool http10);
+                            std::span<const std::string_view> transfer_encodings, bool http10);
 
 std::string_view describe(framing_error e);
 

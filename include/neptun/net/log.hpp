@@ -29,8 +29,8 @@ struct field {
     field(std::string_view k, bool v) : key(k), value(v) {}
     field(std::string_view k, double v) : key(k), value(v) {}
     template <typename Int>
-        requires std::is_integral_v<Int>
-    field(std::string_view k, Int v) : key(k), value(static_cast<std::int64_t>(v)) {}
+    requires std::is_integral_v<Int> field(std::string_view k, Int v)
+        : key(k), value(static_cast<std::int64_t>(v)) {}
 };
 
 // Formats one line without writing it (used by write() and by the tests).

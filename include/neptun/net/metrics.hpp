@@ -14,16 +14,15 @@ namespace neptun::net {
 
 // A latency histogram in seconds with fixed buckets.
 class histogram {
-public:
-    static constexpr std::array<double, 14> bounds{0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                                   0.005,  0.01,    0.025,  0.05,  0.1,
-                                                   0.25,   0.5,     1.0,    5.0};
+  public:
+    static constexpr std::array<double, 14> bounds{
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0};
     void observe(double seconds);
     // Appends the _bucket/_sum/_count lines for `name` with extra labels (e.g. route="x").
     void render(std::string& out, std::string_view name, std::string_view labels) const;
     std::uint64_t count() const { return count_.load(std::memory_order_relaxed); }
 
-private:
+  private:
     std::array<std::atomic<std::uint64_t>, bounds.size() + 1> buckets_{};
     std::atomic<std::uint64_t> count_{0};
     std::atomic<std::uint64_t> sum_ns_{0};
@@ -63,7 +62,7 @@ struct metrics {
 
     std::string render(bool ready, bool redis_up, bool pg_up) const;
 
-private:
+  private:
     static constexpr std::size_t route_count = static_cast<std::size_t>(route_label::count_);
     std::array<std::array<std::atomic<std::uint64_t>, statuses.size() + 1>, route_count>
         requests_{};
@@ -75,7 +74,7 @@ metrics& global_metrics();
 // Readiness: the server is ready when it is not draining and no dependency reports down.
 // Each store connection that is down holds one "down" mark on its component.
 class readiness {
-public:
+  public:
     enum component : unsigned { redis = 0, postgres = 1, component_count };
 
     void mark_down(component c) { down_[c].fetch_add(1, std::memory_order_relaxed); }
@@ -87,7 +86,7 @@ public:
     // {"status":"ready"} or {"status":"not ready","draining":..,"down":[..]}
     std::string describe() const;
 
-private:
+  private:
     std::array<std::atomic<int>, component_count> down_{};
     std::atomic<bool> draining_{false};
 };

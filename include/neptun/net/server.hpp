@@ -52,11 +52,12 @@ struct routed {
 };
 
 class service {
-public:
+  public:
     virtual ~service() = default;
     virtual routed route(const request& header) = 0;
     // Runs with the request's body read. Store calls must give up by `deadline`.
-    virtual asio::awaitable<response> handle(request& req, int route, clock::time_point deadline) = 0;
+    virtual asio::awaitable<response> handle(request& req, int route,
+                                             clock::time_point deadline) = 0;
     // Protocol-level error bodies (400, 413, 431, 500, 503): built where every error body is.
     virtual response error(http::status status, std::string_view message) = 0;
     // Called on the worker's thread once its last connection closed during a drain: close the
@@ -72,7 +73,7 @@ struct listen_spec {
 class worker;
 
 class server {
-public:
+  public:
     using service_factory =
         std::function<std::unique_ptr<service>(asio::io_context& ioc, unsigned index)>;
 
@@ -93,7 +94,7 @@ public:
     void stop();
     void join();
 
-private:
+  private:
     limits limits_;
     listen_spec api_;
     std::uint16_t port_ = 0;
@@ -106,13 +107,13 @@ private:
 
 // A single-threaded listener on an io_context of the caller's (the admin port).
 class admin_listener {
-public:
+  public:
     admin_listener(asio::io_context& ioc, const listen_spec& where, limits lim, service& svc);
     ~admin_listener();
     std::uint16_t port() const;
     void close();
 
-private:
+  private:
     struct state;
     std::shared_ptr<state> state_;
 };

@@ -15,10 +15,10 @@
 #include <string_view>
 #include <vector>
 
-#include "neptun/net/completion.hpp"
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include "neptun/net/completion.hpp"
 
 struct pg_result;
 
@@ -30,6 +30,9 @@ using clock = std::chrono::steady_clock;
 struct statement {
     std::string name;  // prepared statement name
     std::string sql;
+    // Writes that may share a transaction with others that arrive at the same time (one
+    // commit, one WAL flush for all of them). Each must touch only the row named by its key.
+    bool batchable = false;
 };
 
 struct options {
@@ -42,6 +45,8 @@ struct options {
     std::chrono::milliseconds backoff_min{100};
     std::chrono::milliseconds backoff_max{5000};
     bool prepared = true;  // off: unnamed statements, for PgBouncer in transaction mode
+    bool batch = true;     // coalesce batchable statements into one transaction
+    unsigned max_batch = 64;
 };
 
 // One parameter, always sent in binary format so no copy or terminator is needed.
@@ -62,7 +67,7 @@ struct int4_buffer {
 };
 
 class result {
-public:
+  public:
     enum class kind {
         ok,           // the statement ran and its transaction committed
         sql_error,    // PostgreSQL refused it (sqlstate says why)
@@ -83,7 +88,7 @@ public:
 
     void adopt(pg_result* r);  // takes ownership of a PGresult
 
-private:
+  private:
     kind kind_ = kind::unavailable;
     std::string sqlstate_;
     std::string message_;
@@ -91,7 +96,7 @@ private:
 };
 
 class pool {
-public:
+  public:
     pool(asio::io_context& ioc, options opts, std::vector<statement> statements);
     ~pool();
     pool(const pool&) = delete;
@@ -103,21 +108,24 @@ public:
 
     // Runs statement `index` with `params` (which must stay valid until completion) and
     // completes on the pool's thread. Gives up with `unavailable` at `deadline`.
+    // `key` orders a batch (the row id): batches lock rows in key order, so two batches
+    // cannot deadlock, and statements with the same key keep their arrival order.
     template <typename Token = asio::use_awaitable_t<>>
     auto async_execute(std::size_t index, std::span<const param> params, clock::time_point deadline,
-                       Token&& token = {}) {
+                       std::int64_t key = 0, Token&& token = {}) {
         return asio::async_initiate<Token, void(result)>(
-            [this](auto handler, std::size_t i, std::span<const param> p, clock::time_point d) {
-                submit(i, p, d, net::completion<result>(std::move(handler)));
+            [this](auto handler, std::size_t i, std::span<const param> p, clock::time_point d,
+                   std::int64_t k) {
+                submit(i, p, d, k, net::completion<result>(std::move(handler)));
             },
-            token, index, params, deadline);
+            token, index, params, deadline, key);
     }
 
     struct impl;
 
-private:
+  private:
     void submit(std::size_t index, std::span<const param> params, clock::time_point deadline,
-                net::completion<result> handler);
+                std::int64_t key, net::completion<result> handler);
     std::shared_ptr<impl> impl_;
 };
 

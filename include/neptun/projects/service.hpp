@@ -26,7 +26,7 @@ enum statement_index : std::size_t { select_statement = 0, update_statement = 1 
 std::vector<pg::statement> statements();
 
 class api_service final : public net::service {
-public:
+  public:
     api_service(boost::asio::io_context& ioc, const service_options& opts);
     ~api_service() override;
 
@@ -39,7 +39,7 @@ public:
     // The route table of the API port (also used by the tests).
     static http::router make_router();
 
-private:
+  private:
     boost::asio::awaitable<net::response> run_statement(std::int32_t project_id,
                                                         std::int32_t user_id,
                                                         const net::request& req,

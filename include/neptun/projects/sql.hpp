@@ -11,7 +11,8 @@ namespace neptun::projects::sql {
 enum column { id, name, description, type, main_language, created_at, updated_at, user_id };
 
 // $1 project id, $2 user id.
-inline constexpr std::string_view select_project = R"(SELECT id, name, description, type::text, main_language::text,
+inline constexpr std::string_view select_project =
+    R"(SELECT id, name, description, type::text, main_language::text,
        to_char(created_at, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
        to_char(updated_at, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), neptun_user_id
   FROM neptun_user_project

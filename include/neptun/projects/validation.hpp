@@ -18,8 +18,8 @@ inline constexpr std::size_t max_description_code_points = 10000;
 
 struct project_patch {
     std::optional<std::string> name;
-    bool set_description = false;            // the key was present
-    std::optional<std::string> description;  // nullopt with set_description: clear it
+    bool set_description = false;                          // the key was present
+    std::optional<std::string> description;                // nullopt with set_description: clear it
     std::optional<std::string_view> project_type;          // one of the static names
     std::optional<std::string_view> programming_language;  // one of the static names
 };

@@ -10,11 +10,11 @@
 #include <string>
 #include <string_view>
 
-#include "neptun/net/completion.hpp"
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include "neptun/net/completion.hpp"
 
 #include "neptun/redis/url.hpp"
 
@@ -43,7 +43,7 @@ struct reply {
 };
 
 class client {
-public:
+  public:
     client(asio::io_context& ioc, options opts);
     ~client();
     client(const client&) = delete;
@@ -65,9 +65,8 @@ public:
 
     struct impl;
 
-private:
-    void start_command(std::string_view verb, std::string_view arg,
-                       net::completion<reply> handler);
+  private:
+    void start_command(std::string_view verb, std::string_view arg, net::completion<reply> handler);
     std::shared_ptr<impl> impl_;
 };
 

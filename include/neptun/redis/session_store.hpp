@@ -29,12 +29,12 @@ struct session_lookup {
 std::optional<std::int64_t> user_id_from_session(std::string_view json);
 
 class session_store {
-public:
+  public:
     session_store(client& redis, std::string prefix) : redis_(redis), prefix_(std::move(prefix)) {}
     // `token` has been checked by the cookie parser; it is used only as part of the key.
     boost::asio::awaitable<session_lookup> user_for(std::string_view token);
 
-private:
+  private:
     client& redis_;
     std::string prefix_;
 };

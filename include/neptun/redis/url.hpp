@@ -10,11 +10,11 @@
 namespace neptun::redis {
 
 struct address {
-    std::string host;        // empty for a unix socket
+    std::string host;  // empty for a unix socket
     std::uint16_t port = 6379;
-    std::string unix_path;   // set for unix:///path
-    std::string username;    // AUTH username (Redis 6 ACL), may be empty
-    std::string password;    // AUTH password, may be empty
+    std::string unix_path;  // set for unix:///path
+    std::string username;   // AUTH username (Redis 6 ACL), may be empty
+    std::string password;   // AUTH password, may be empty
     unsigned db = 0;
 };
 

@@ -22,6 +22,7 @@ ensure_packages "${NEPTUN_BUILD_PACKAGES[@]}" "${NEPTUN_STORE_PACKAGES[@]}" redi
 # The deployment checks need Node.js, kubectl and their npm packages: fetched here, so that
 # ctest itself needs no network.
 "$ROOT/tests/deploy/check.sh" --prepare
+"$ROOT/tests/docs/check.sh" --prepare
 
 WORK=$(mktemp -d /tmp/neptun-tests.XXXXXX)
 chmod 755 "$WORK"

@@ -35,11 +35,12 @@ build_preset() {
     cmake --build --preset "$preset" ${1:+--target "$@"})
 }
 
-# free_port: prints a TCP port on 127.0.0.1 that nothing listens on right now.
+# free_port: prints a TCP port on 127.0.0.1 that nothing listens on right now, below the
+# kernel's ephemeral range (32768+) so that no outgoing connection can be holding it.
 free_port() {
   local port
   while :; do
-    port=$((20000 + RANDOM % 30000))
+    port=$((20000 + RANDOM % 12000))
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
   done
 }

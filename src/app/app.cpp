@@ -106,12 +106,19 @@ int serve(const config& cfg) {
     try {
         admin_port = std::make_unique<net::admin_listener>(
             control, net::listen_spec{cfg.admin_listen.host, cfg.admin_listen.port}, lim, admin);
+    } catch (const boost::system::system_error& e) {
+        log::error("listen_failed",
+                   {{"setting", "NEPTUN_ADMIN_LISTEN"}, {"error", e.code().message()}});
+        return 1;
     } catch (const std::exception& e) {
         log::error("listen_failed", {{"setting", "NEPTUN_ADMIN_LISTEN"}, {"error", e.what()}});
         return 1;
     }
     try {
         srv.start([&control] { asio::post(control, [&control] { control.stop(); }); });
+    } catch (const boost::system::system_error& e) {
+        log::error("listen_failed", {{"setting", "NEPTUN_LISTEN"}, {"error", e.code().message()}});
+        return 1;
     } catch (const std::exception& e) {
         log::error("listen_failed", {{"setting", "NEPTUN_LISTEN"}, {"error", e.what()}});
         return 1;
@@ -126,10 +133,10 @@ int serve(const config& cfg) {
     asio::signal_set signals(control, SIGTERM, SIGINT);
     asio::steady_timer delay(control), force(control);
     auto begin_drain = [&] {
-        log::info("drain_started");
         admin_port->close();  // probes now fail fast; readiness was already 503
         admin_port.reset();
         srv.drain();
+        log::info("drain_started");  // after the workers were told, so the line means it
         force.expires_after(cfg.shutdown_timeout);
         force.async_wait([&](boost::system::error_code ec) {
             if (ec) return;

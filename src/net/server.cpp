@@ -61,12 +61,44 @@ bool has_body(const request& req) {
 }
 
 // Answers with an error response and reports whether the connection must close.
-asio::awaitable<void> write_response(beast::tcp_stream& stream, response& res, const limits& lim) {
+asio::awaitable<void> write_response(beast::tcp_stream& stream, response& res, const limits& lim,
+                                     bool head = false) {
     res.prepare_payload();
+    if (head) {
+        // A response to HEAD says how long the body would be and sends none (RFC 9110 §9.3.2).
+        auto length = res.body().size();
+        res.body().clear();
+        res.content_length(length);
+    }
     stream.expires_after(lim.write_timeout);
     auto [ec, n] = co_await http::async_write(stream, res, nothrow);
     (void)n;
     if (ec == beast::error::timeout) global_metrics().deadline_closes.fetch_add(1);
+}
+
+// Reads and drops what the client still sends after our last response, for a moment, so
+// that closing with unread bytes does not make the kernel send a reset, which can destroy
+// the response before the client has read it.
+asio::awaitable<void> linger(beast::tcp_stream& stream) {
+    boost::system::error_code ec;
+    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    stream.expires_after(std::chrono::seconds(1));
+    char scratch[4096];
+    for (std::size_t drained = 0; drained < 65536;) {
+        auto [rec, n] = co_await stream.async_read_some(asio::buffer(scratch), nothrow);
+        if (rec) break;
+        drained += n;
+    }
+}
+
+// The last response of a connection whose input we will not parse any further.
+asio::awaitable<void> answer_and_close(beast::tcp_stream& stream, response res, route_label label,
+                                       const limits& lim) {
+    res.version(11);
+    res.keep_alive(false);
+    global_metrics().request(label, res.result_int(), 0);
+    co_await write_response(stream, res, lim);
+    co_await linger(stream);
 }
 
 void close_gracefully(beast::tcp_stream& stream) {
@@ -115,11 +147,12 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
 
         stream.expires_after(lim.header_timeout);
         auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, nothrow);
-        (void)hn;
         const request& header = parser.get();
         routed r;
         std::optional<response> refusal;
-        if (hec == http::error::header_limit) {
+        // Beast 1.81 counts its header limit loosely (not the request line, not always the
+        // fields already parsed): the bytes the header took are what the contract limits.
+        if (hec == http::error::header_limit || (!hec && hn > lim.max_header_bytes)) {
             refusal = ctx.svc.error(http::status::request_header_fields_too_large,
                                     "Request header fields too large");
         } else if (hec == http::error::body_limit) {
@@ -138,10 +171,7 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
             refusal = ctx.svc.error(http::status::bad_request, "Malformed HTTP request");
         }
         if (refusal) {
-            refusal->version(11);
-            refusal->keep_alive(false);
-            m.request(r.label, refusal->result_int(), 0);
-            co_await write_response(stream, *refusal, lim);
+            co_await answer_and_close(stream, std::move(*refusal), r.label, lim);
             break;
         }
 
@@ -168,16 +198,22 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
                           : check_framing({lengths, nl}, {encodings, ne}, header.version() < 11);
             if (fe != framing_error::none) {
                 m.framing_refusals.fetch_add(1);
-                auto res = ctx.svc.error(http::status::bad_request, describe(fe));
-                res.version(11);
-                res.keep_alive(false);
-                m.request(route_label::unmatched, 400, 0);
-                co_await write_response(stream, res, lim);
+                co_await answer_and_close(stream,
+                                          ctx.svc.error(http::status::bad_request, describe(fe)),
+                                          route_label::unmatched, lim);
                 break;
             }
         }
 
         r = ctx.svc.route(header);
+        if (ctx.draining && !r.early) {
+            // A request that arrives once the drain began: the contract's 503, and we close.
+            co_await answer_and_close(
+                stream, ctx.svc.error(http::status::service_unavailable, "Server is shutting down"),
+                r.label, lim);
+            break;
+        }
+        bool head = header.method() == http::verb::head;
         if (r.early) {
             auto& res = *r.early;
             bool keep = header.keep_alive() && !has_body(header) && !ctx.draining;
@@ -187,8 +223,11 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
                       std::chrono::duration<double>(clock::now() - started).count());
             access_log(ctx, header, res.result_int(),
                        std::chrono::duration<double>(clock::now() - started).count());
-            co_await write_response(stream, res, lim);
-            if (!keep) break;
+            co_await write_response(stream, res, lim, head);
+            if (!keep) {
+                if (has_body(header)) co_await linger(stream);  // its body is still coming
+                break;
+            }
             continue;
         }
 
@@ -217,10 +256,7 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
                 auto res = ctx.svc.error(status, bec == http::error::body_limit
                                                      ? "Payload too large"
                                                      : "Malformed request body");
-                res.version(11);
-                res.keep_alive(false);
-                m.request(r.label, res.result_int(), 0);
-                co_await write_response(stream, res, lim);
+                co_await answer_and_close(stream, std::move(res), r.label, lim);
                 break;
             }
         }

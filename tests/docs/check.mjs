@@ -298,6 +298,7 @@ const redis_url = process.env.NEPTUN_DEPLOY_CHECK_REDIS_URL || '';
 const database_url = process.env.NEPTUN_DEPLOY_CHECK_DATABASE_URL || '';
 const children = [];
 process.on('exit', () => { for (const c of children) if (c.exitCode === null) try { c.kill('SIGKILL'); } catch { /* gone */ } });
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(1));  // 'exit' stops the servers
 
 if (!opts.binary) {
   await check('live: the server answers as the document says', () => ({ skip: 'no binary given' }));
@@ -351,11 +352,10 @@ async function live() {
     const good_path = `/api/users/${user}/projects/${project}`;
     const patch_body = (name) => JSON.stringify({ name, description: null, project_type: 'web-service', programming_language: 'go' });
     const json_headers = { Cookie: cookie, 'Content-Type': 'application/json' };
-    const pad = (method, target) => {
-      // A header just past the limit, so the server has read all we sent when it refuses.
-      const base = request(method, target, { Cookie: cookie, 'Content-Type': 'application/json', 'X-Pad': '' }, undefined, true).length;
-      return 'a'.repeat(limits.header - base + 64);
-    };
+    // A request with one header field longer than the whole limit: refused however the
+    // bytes arrive. No Connection: close, since the server must close by itself.
+    const oversized = (method, target, headers, body) =>
+      request(method, target, { ...headers, 'X-Pad': 'a'.repeat(limits.header + 64) }, body, true);
 
     // One request, its expected status, and how the document must describe the answer.
     const cases = [];
@@ -387,7 +387,7 @@ async function live() {
       add(m, 'Accept: application/json;q=0, */*', 406, request(m, good_path, { ...h, Accept: 'application/json;q=0, */*' }, body));
       add(m, `Content-Length past ${limits.body} bytes (no body sent)`, 413,
         request(m, good_path, { ...h, 'Content-Length': String(limits.body + 1) }, undefined, true));
-      add(m, `header fields past ${limits.header} bytes`, 431, request(m, good_path, { ...h, 'X-Pad': pad(m, good_path) }, body, true));
+      add(m, `header fields past ${limits.header} bytes`, 431, oversized(m, good_path, h, body));
     }
     add('GET', 'a query string is ignored', 200, request('GET', `${good_path}?name=x&user_id=0`, { Cookie: cookie }),
       { expect_body: (b) => b.project && b.project.id === project });
@@ -412,7 +412,7 @@ async function live() {
     for (const m of ['PUT', 'POST', 'DELETE', 'OPTIONS', 'TRACE', 'HEAD']) {
       add(m, 'a method the path does not allow', 405, request(m, good_path, { Cookie: cookie }));
       add(m, 'Transfer-Encoding other than chunked (framing)', 400, request(m, good_path, { 'Transfer-Encoding': 'gzip' }, undefined, true));
-      add(m, `header fields past ${limits.header} bytes`, 431, request(m, good_path, { 'X-Pad': pad(m, good_path) }, undefined, true));
+      add(m, `header fields past ${limits.header} bytes`, 431, oversized(m, good_path, {}));
     }
 
     for (const c of cases) {
@@ -435,7 +435,14 @@ async function live() {
         await check(`live: ${m} 503 while Redis is unreachable`, async () => {
           const r = await exchange(outage.port, request(m, good_path, m === 'PATCH' ? json_headers : { Cookie: cookie },
             m === 'PATCH' ? patch_body('never written') : undefined));
-          return judge(m, 503, r, (b) => b.message === 'Service unavailable, retry later', observed);
+          const p = judge(m, 503, r, (b) => b.message === 'Service unavailable, retry later', observed);
+          if (m === 'PATCH') {
+            const after = await exchange(main.port, request('GET', good_path, { Cookie: cookie }));
+            const res = after.responses[0];
+            if (!res || res.status !== 200 || JSON.parse(res.body).project.name === 'never written')
+              p.push(`the PATCH answered 503 was written, or the project cannot be read back: ${res && res.body.slice(0, 200)}`);
+          }
+          return p;
         });
       }
       // Hold the one connection the cap allows (keep-alive; a 401 proves the server counts it).
@@ -486,6 +493,19 @@ async function live() {
       const stray = r.responses[0] ? r.raw.slice(r.responses[0].header_length, r.responses[0].header_length + 80) : '';
       return [`HEAD then GET on one connection: statuses [${got}]${r.parse_error ? `, then unparsable: ${r.parse_error}` : ''}; ` +
         `bytes after the 405's header: ${JSON.stringify(stray)} (a response to HEAD must end with its header)`];
+    });
+
+    await check(`live: header fields of ${limits.header} bytes + 64 in all, in several fields, get 431 ("8 KiB in all")`, async () => {
+      const fields = {};
+      let raw = request('GET', good_path, { Cookie: cookie });
+      for (let i = 0; raw.length < limits.header + 64; i++) {
+        fields[`X-Pad-${i}`] = 'a'.repeat(Math.min(1000, limits.header + 64 - raw.length));
+        raw = request('GET', good_path, { Cookie: cookie, ...fields });
+      }
+      const r = await exchange(main.port, raw);
+      const res = r.responses[0];
+      if (!res) return [`no response (${r.error || r.parse_error})`];
+      return res.status === 431 ? [] : [`${raw.length} bytes of request line and header fields in ${Object.keys(fields).length + 3} fields answered ${res.status}, expected 431`];
     });
 
     await check('live: paths outside the document answer 404 Not found', async () => {

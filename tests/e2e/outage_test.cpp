@@ -1,6 +1,9 @@
 // Store outages through HTTP: Redis or PostgreSQL down, slow or restarted. Answers are 503
 // with Retry-After (never 401, 404 or an unwritten 200), /readyz follows, and service
 // comes back by itself.
+#include <atomic>
+#include <thread>
+
 #include "e2e/common.hpp"
 
 using namespace neptun::test;
@@ -156,6 +159,57 @@ BOOST_AUTO_TEST_CASE(a_slow_database_is_503_at_the_deadline_and_never_a_false_20
     auto r = http_request(srv.port, "PATCH", u.path(), json_auth(u), R"({"name":"fast"})");
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(postgres_restarted_under_load_loses_no_acknowledged_write) {
+    server_process srv(base_env({{"NEPTUN_PG_CONNECT_TIMEOUT_MS", "1000"}}));
+    BOOST_REQUIRE(srv.wait_ready());
+    constexpr int clients = 8;
+    std::vector<seeded_user> users;
+    for (int i = 0; i < clients; ++i) users.push_back(seed_user());
+    std::atomic<bool> stop{false};
+    std::atomic<int> ok{0}, unavailable{0}, other{0};
+    std::vector<long> last_acknowledged(clients, 0);
+    std::vector<std::thread> threads;
+    // Each client writes 1, 2, 3... into its own project's description, one at a time.
+    for (int c = 0; c < clients; ++c) {
+        threads.emplace_back([&, c] {
+            const auto& u = users[static_cast<std::size_t>(c)];
+            for (long v = 1; !stop; ++v) {
+                auto r = http_request(srv.port, "PATCH", u.path(), json_auth(u),
+                                      R"({"description":")" + std::to_string(v) + R"("})");
+                if (r && r->status == 200) {
+                    last_acknowledged[static_cast<std::size_t>(c)] = v;
+                    ++ok;
+                    ok.notify_all();
+                } else if (r && r->status == 503 && r->header("Retry-After") == "1") {
+                    ++unavailable;
+                } else {
+                    ++other;
+                }
+            }
+        });
+    }
+    // Restart in the middle of the load; the writes go on until service is back.
+    auto await_ok = [&](int target) {
+        for (int seen = ok; seen < target; seen = ok) ok.wait(seen);
+    };
+    await_ok(200);
+    BOOST_REQUIRE(stores::pg_ctl("restart") == 0);
+    BOOST_REQUIRE(srv.process.wait_for_log("event=pg_connected", 30s, 2 * srv.threads));
+    await_ok(ok + 200);
+    stop = true;
+    for (auto& t : threads) t.join();
+    BOOST_TEST(other == 0);
+    BOOST_TEST(unavailable > 0);  // the restart was seen
+    for (int c = 0; c < clients; ++c) {
+        auto stored =
+            std::stol(stores::psql("SELECT description FROM neptun_user_project WHERE id = " +
+                                   std::to_string(users[static_cast<std::size_t>(c)].project_id)));
+        // Every acknowledged write is there; a 503'd one may or may not have committed.
+        BOOST_TEST(stored >= last_acknowledged[static_cast<std::size_t>(c)]);
+        BOOST_TEST(stored <= last_acknowledged[static_cast<std::size_t>(c)] + 1);
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

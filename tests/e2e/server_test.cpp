@@ -131,6 +131,18 @@ BOOST_AUTO_TEST_CASE(header_just_under_the_limit_is_served) {
     auto r = http_request(s.srv.port, "GET", u.path(), auth(u, {{"X-Pad", std::string(pad, 'p')}}));
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);
+    // One byte more, even spread over small fields, is over "8 KiB in all".
+    header_list many = auth(u);
+    std::size_t total = build_request("GET", u.path(), many).size();
+    for (int i = 0; total + 60 <= 8192; ++i) {
+        many.push_back({"X-F" + std::to_string(i), std::string(20, 'f')});
+        total = build_request("GET", u.path(), many).size();
+    }
+    many.push_back({"X-Last", std::string(8193 - total - 10, 'l')});
+    BOOST_REQUIRE(build_request("GET", u.path(), many).size() == 8193);
+    auto over = http_request(s.srv.port, "GET", u.path(), many);
+    BOOST_REQUIRE(over);
+    BOOST_TEST(over->status == 431);
 }
 
 BOOST_AUTO_TEST_CASE(body_over_the_limit_is_413_with_length_and_chunked) {
@@ -287,6 +299,16 @@ BOOST_AUTO_TEST_CASE(unknown_paths_and_methods_are_json_404_and_405) {
     BOOST_TEST(na->status == 405);
     BOOST_TEST(na->header("Allow") == "GET, PATCH");
     BOOST_TEST(na->body == R"({"statusCode":405,"message":"Method not allowed"})");
+    // HEAD: the same answer without a body, and the connection stays usable.
+    http_connection c(s.srv.port);
+    c.send(build_request("HEAD", "/api/users/1/projects/1") + build_request("GET", "/nowhere"));
+    auto head = c.read_response(10s, true);
+    BOOST_REQUIRE(head);
+    BOOST_TEST(head->status == 405);
+    BOOST_TEST(head->header("Content-Length") == "49");
+    auto next = c.read_response();
+    BOOST_REQUIRE(next);
+    BOOST_TEST(next->status == 404);
 }
 
 BOOST_AUTO_TEST_CASE(sigterm_drains_requests_in_flight_and_exits_zero) {
@@ -305,6 +327,8 @@ BOOST_AUTO_TEST_CASE(sigterm_drains_requests_in_flight_and_exits_zero) {
     http_connection idle(s.srv.port);
     idle.send(build_request("GET", u.path(), auth(u)));
     BOOST_REQUIRE(idle.read_response());
+    http_connection late(s.srv.port);
+    late.send("GET " + u.path() + " HTTP/1.1\r\n");  // its header completes after the drain began
     http_connection busy(s.srv.port);
     busy.send(build_request("PATCH", u.path(), json_auth(u), R"({"name":"during drain"})"));
     // The PATCH is in flight once PostgreSQL shows it waiting for the row lock.
@@ -321,6 +345,15 @@ BOOST_AUTO_TEST_CASE(sigterm_drains_requests_in_flight_and_exits_zero) {
     BOOST_TEST(ready->status == 503);
     BOOST_TEST(ready->body.find("\"draining\":true") != std::string::npos);
     BOOST_TEST(idle.wait_closed(5s));  // the idle keep-alive connection is closed
+    BOOST_REQUIRE(s.srv.process.wait_for_log("event=drain_started", 5s));
+    late.send("Host: x\r\nCookie: " + u.cookie() + "\r\n\r\n");
+    auto refused = late.read_response();
+    BOOST_REQUIRE(refused);
+    if (refused->status != 503) BOOST_TEST_MESSAGE(s.srv.process.log());
+    BOOST_TEST(refused->status == 503);
+    BOOST_TEST(refused->header("Retry-After") == "1");
+    BOOST_TEST(refused->body == R"({"statusCode":503,"message":"Server is shutting down"})");
+    BOOST_TEST(late.wait_closed(5s));
     auto r = busy.read_response(10s);
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);

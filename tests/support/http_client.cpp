@@ -104,7 +104,8 @@ bool http_connection::fill(std::chrono::steady_clock::time_point deadline) {
     return true;
 }
 
-std::optional<http_response> http_connection::read_response(std::chrono::milliseconds timeout) {
+std::optional<http_response> http_connection::read_response(std::chrono::milliseconds timeout,
+                                                             bool to_head) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
         auto end = buffer_.find("\r\n\r\n");
@@ -130,7 +131,8 @@ std::optional<http_response> http_connection::read_response(std::chrono::millise
                 pos = next + 2;
             }
             std::size_t length = 0;
-            if (r.has_header("Content-Length")) length = std::stoul(r.header("Content-Length"));
+            if (r.has_header("Content-Length") && !to_head)
+                length = std::stoul(r.header("Content-Length"));
             while (buffer_.size() < end + 4 + length)
                 if (!fill(deadline)) return std::nullopt;
             r.body = buffer_.substr(end + 4, length);

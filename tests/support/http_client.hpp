@@ -38,8 +38,10 @@ class http_connection {
 
     bool ok() const { return fd_ >= 0; }
     void send(std::string_view bytes);
-    // The next response, or nothing on EOF, reset or timeout.
-    std::optional<http_response> read_response(std::chrono::milliseconds timeout = 10s);
+    // The next response, or nothing on EOF, reset or timeout. A response to HEAD has no body
+    // whatever its Content-Length says: pass `to_head`.
+    std::optional<http_response> read_response(std::chrono::milliseconds timeout = 10s,
+                                               bool to_head = false);
     // True once the server has closed the connection (EOF or reset) within `timeout`.
     bool wait_closed(std::chrono::milliseconds timeout = 10s);
     void close();

@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-ensure_packages "${NEPTUN_BUILD_PACKAGES[@]}" "${NEPTUN_STORE_PACKAGES[@]}" redis-tools curl
+ensure_packages "${NEPTUN_BUILD_PACKAGES[@]}" "${NEPTUN_STORE_PACKAGES[@]}" redis-tools curl pgbouncer
 # The deployment checks need Node.js, kubectl and their npm packages: fetched here, so that
 # ctest itself needs no network.
 "$ROOT/tests/deploy/check.sh" --prepare

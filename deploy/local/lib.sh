@@ -27,6 +27,11 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# ccache across clones of the repository and with precompiled headers (CMake's advice).
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$NEPTUN_ROOT}
+export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
+export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
+
 # build_preset NAME [TARGET...]: configure (once) and build a CMake preset.
 build_preset() {
   local preset=$1; shift

@@ -104,10 +104,10 @@ const std::vector<setting>& settings() {
              std::string text(v);
              auto* opts = PQconninfoParse(text.c_str(), &err);
              if (!opts) {
-                 std::string why = err ? err : "not a libpq connection string";
+                 // libpq's message quotes the bad part, which may be the password.
                  if (err) PQfreemem(err);
-                 while (!why.empty() && (why.back() == '\n')) why.pop_back();
-                 return why;
+                 return "not a libpq URI or key=value connection string (value not shown: it "
+                        "may hold a password)";
              }
              PQconninfoFree(opts);
              c.database_url = std::move(text);
@@ -116,7 +116,8 @@ const std::vector<setting>& settings() {
         {"NEPTUN_SESSION_PREFIX", "--session-prefix", "Redis key prefix of the sessions",
          [](const config& c) { return c.session_prefix; },
          [](config& c, std::string_view v) -> std::string {
-             if (v.size() > 256) return "must be at most 256 bytes";
+             // Empty would make any JSON string key in the Redis database a session.
+             if (v.empty() || v.size() > 256) return "must be 1 to 256 bytes";
              c.session_prefix = v;
              return {};
          }},

@@ -99,6 +99,9 @@ std::string error_body(status s, std::string_view message, std::span<const field
 response json_response(status s, std::string body) {
     response res{s, 11};
     res.set(boost::beast::http::field::content_type, "application/json");
+    // Answers are per user and never meant for a cache or for content sniffing.
+    res.set(boost::beast::http::field::cache_control, "no-store");
+    res.set("X-Content-Type-Options", "nosniff");
     if (s == status::service_unavailable)
         res.set(boost::beast::http::field::retry_after,
                 std::to_string(g_retry_after.load(std::memory_order_relaxed)));

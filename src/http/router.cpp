@@ -9,13 +9,19 @@
 namespace neptun::http {
 namespace {
 
-// Splits "/a/b/c" into {"a","b","c"}; false for a path that does not start with '/'.
-bool split_path(std::string_view path, std::vector<std::string_view>& out) {
+constexpr std::size_t max_segments = 16;
+
+// Splits "/a/b/c" into {"a","b","c"}; false for a path that does not start with '/' or has
+// more segments than `out` holds (no route of ours has that many).
+template <typename Out>
+bool split_path(std::string_view path, Out& out, std::size_t& count) {
+    count = 0;
     if (path.empty() || path.front() != '/') return false;
     path.remove_prefix(1);
     for (;;) {
+        if (count == out.size()) return false;
         auto slash = path.find('/');
-        out.push_back(path.substr(0, slash));
+        out[count++] = path.substr(0, slash);
         if (slash == std::string_view::npos) return true;
         path.remove_prefix(slash + 1);
     }
@@ -30,7 +36,10 @@ bool is_param(std::string_view segment) {
 router::router(std::vector<route_def> routes) {
     for (auto& r : routes) {
         compiled c;
-        split_path(r.pattern, c.segments);
+        std::array<std::string_view, max_segments> parts;
+        std::size_t n = 0;
+        split_path(r.pattern, parts, n);
+        c.segments.assign(parts.begin(), parts.begin() + static_cast<std::ptrdiff_t>(n));
         c.methods = r.methods;
         for (auto m : c.methods) {
             if (!c.allow.empty()) c.allow += ", ";
@@ -44,17 +53,17 @@ router::router(std::vector<route_def> routes) {
 route_match router::find(std::string_view target, verb method) const {
     route_match m;
     auto path = target.substr(0, target.find('?'));
-    // Small fixed buffer: our paths have few segments, and more than that matches nothing.
-    std::vector<std::string_view> segments;
-    segments.reserve(8);
-    if (!split_path(path, segments)) return m;
+    // A fixed array: the request path costs no allocation.
+    std::array<std::string_view, max_segments> segments;
+    std::size_t count = 0;
+    if (!split_path(path, segments, count)) return m;
     for (std::size_t i = 0; i < routes_.size(); ++i) {
         const auto& r = routes_[i];
-        if (r.segments.size() != segments.size()) continue;
+        if (r.segments.size() != count) continue;
         std::array<std::string_view, 4> params{};
         std::size_t np = 0;
         bool ok = true;
-        for (std::size_t s = 0; s < segments.size() && ok; ++s) {
+        for (std::size_t s = 0; s < count && ok; ++s) {
             if (is_param(r.segments[s])) {
                 if (segments[s].empty() || np == params.size())
                     ok = false;

@@ -93,11 +93,11 @@ asio::awaitable<void> linger(beast::tcp_stream& stream) {
 
 // The last response of a connection whose input we will not parse any further.
 asio::awaitable<void> answer_and_close(beast::tcp_stream& stream, response res, route_label label,
-                                       const limits& lim) {
+                                       const limits& lim, bool head = false) {
     res.version(11);
     res.keep_alive(false);
     global_metrics().request(label, res.result_int(), 0);
-    co_await write_response(stream, res, lim);
+    co_await write_response(stream, res, lim, head);
     co_await linger(stream);
 }
 
@@ -119,10 +119,59 @@ void access_log(const loop_context& ctx, const request& req, unsigned status, do
                          {"duration_us", static_cast<std::int64_t>(seconds * 1e6)}});
 }
 
+struct header_read {
+    boost::system::error_code ec;
+    bool folded = false;
+};
+
+// Reads a request's header into `parser`. It counts every byte of the header against the
+// limit (Beast 1.81's own count leaves out the request line and, at times, fields already
+// parsed) and refuses obsolete line folding (RFC 9112 §5.2), which Beast would quietly unfold
+// where a proxy in front of us might not.
+asio::awaitable<header_read> read_header(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                         http::request_parser<http::string_body>& parser,
+                                         std::size_t limit) {
+    std::size_t scanned = 0;  // bytes already searched: a trickling client costs no rescans
+    bool bare_lf = false;
+    for (;;) {
+        std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
+        auto end = data.find("\r\n\r\n", scanned > 3 ? scanned - 3 : 0);
+        auto head_size = end == std::string_view::npos ? data.size() : end + 2;
+        for (std::size_t i = scanned; i < head_size && !bare_lf; ++i)
+            bare_lf = data[i] == '\n' && (i == 0 || data[i - 1] != '\r');
+        scanned = data.size();
+        if (end != std::string_view::npos || bare_lf) {
+            if (end != std::string_view::npos && end + 4 > limit)
+                co_return header_read{http::error::header_limit};
+            auto head = data.substr(0, head_size);
+            for (std::size_t i = 0; i + 2 < head.size(); ++i)
+                if (head[i] == '\r' && head[i + 1] == '\n' &&
+                    (head[i + 2] == ' ' || head[i + 2] == '\t'))
+                    co_return header_read{http::error::bad_value, true};
+            boost::system::error_code ec;
+            auto used = parser.put(buffer.data(), ec);
+            buffer.consume(used);
+            scanned = 0;
+            if (ec == http::error::need_more && parser.is_header_done()) ec = {};
+            // Beast wants more although a header end is there (e.g. empty lines before the
+            // request line): read on, or refuse a bare LF it will never accept.
+            if (ec != http::error::need_more) co_return header_read{ec};
+            if (bare_lf) co_return header_read{http::error::bad_line_ending};
+        }
+        if (buffer.size() >= limit) co_return header_read{http::error::header_limit};
+        auto room = std::min<std::size_t>(4096, limit + 4 - buffer.size());
+        auto [rec, n] = co_await stream.async_read_some(buffer.prepare(room), nothrow);
+        if (rec) co_return header_read{rec};
+        buffer.commit(n);
+    }
+}
+
 asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx) {
     auto slot = ctx.connections.insert(ctx.connections.end(), connection_slot{&stream, false});
-    beast::flat_buffer buffer;
     const auto& lim = ctx.lim;
+    // Bounded: Beast 1.81 does not count chunk extensions or trailers against the body limit,
+    // so without a cap one connection could make us buffer whatever it sends.
+    beast::flat_buffer buffer(lim.max_header_bytes + lim.max_body_bytes + 16384);
     auto& m = global_metrics();
 
     for (;;) {
@@ -146,13 +195,12 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
         parser.body_limit(lim.max_body_bytes);
 
         stream.expires_after(lim.header_timeout);
-        auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, nothrow);
+        auto [hec, folded] = co_await read_header(stream, buffer, parser, lim.max_header_bytes);
         const request& header = parser.get();
+        const bool head = header.method() == http::verb::head;
         routed r;
         std::optional<response> refusal;
-        // Beast 1.81 counts its header limit loosely (not the request line, not always the
-        // fields already parsed): the bytes the header took are what the contract limits.
-        if (hec == http::error::header_limit || (!hec && hn > lim.max_header_bytes)) {
+        if (hec == http::error::header_limit) {
             refusal = ctx.svc.error(http::status::request_header_fields_too_large,
                                     "Request header fields too large");
         } else if (hec == http::error::body_limit) {
@@ -167,11 +215,14 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
         } else if (hec == http::error::end_of_stream || hec == asio::error::eof ||
                    hec == asio::error::operation_aborted || hec == asio::error::connection_reset) {
             break;
+        } else if (folded) {
+            refusal =
+                ctx.svc.error(http::status::bad_request, "Obsolete line folding is not accepted");
         } else if (hec) {
             refusal = ctx.svc.error(http::status::bad_request, "Malformed HTTP request");
         }
         if (refusal) {
-            co_await answer_and_close(stream, std::move(*refusal), r.label, lim);
+            co_await answer_and_close(stream, std::move(*refusal), r.label, lim, head);
             break;
         }
 
@@ -200,7 +251,7 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
                 m.framing_refusals.fetch_add(1);
                 co_await answer_and_close(stream,
                                           ctx.svc.error(http::status::bad_request, describe(fe)),
-                                          route_label::unmatched, lim);
+                                          route_label::unmatched, lim, head);
                 break;
             }
         }
@@ -210,10 +261,9 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
             // A request that arrives once the drain began: the contract's 503, and we close.
             co_await answer_and_close(
                 stream, ctx.svc.error(http::status::service_unavailable, "Server is shutting down"),
-                r.label, lim);
+                r.label, lim, head);
             break;
         }
-        bool head = header.method() == http::verb::head;
         if (r.early) {
             auto& res = *r.early;
             bool keep = header.keep_alive() && !has_body(header) && !ctx.draining;
@@ -251,12 +301,13 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
                 if (bec == http::error::end_of_stream || bec == asio::error::eof ||
                     bec == asio::error::connection_reset)
                     break;
-                auto status = bec == http::error::body_limit ? http::status::payload_too_large
-                                                             : http::status::bad_request;
-                auto res = ctx.svc.error(status, bec == http::error::body_limit
-                                                     ? "Payload too large"
-                                                     : "Malformed request body");
-                co_await answer_and_close(stream, std::move(res), r.label, lim);
+                // Too much data, whether counted as body or as chunk framing around it.
+                bool too_large =
+                    bec == http::error::body_limit || bec == http::error::buffer_overflow;
+                auto res = too_large
+                               ? ctx.svc.error(http::status::payload_too_large, "Payload too large")
+                               : ctx.svc.error(http::status::bad_request, "Malformed request body");
+                co_await answer_and_close(stream, std::move(res), r.label, lim, head);
                 break;
             }
         }

@@ -244,4 +244,26 @@ BOOST_AUTO_TEST_CASE(query_strings_are_ignored) {
     BOOST_TEST(get(u.path() + "?x=1&neptun-session=zzz", auth(u))->status == 200);
 }
 
+BOOST_AUTO_TEST_CASE(sql_metacharacters_are_data_and_tokens_never_leak) {
+    auto u = seed_user();
+    const std::string evil = R"(Robert'); DROP TABLE neptun_user_project;-- \ $1 %s)";
+    auto r = patch(u.path(), json_auth(u),
+                   R"({"name":"Robert'); DROP TABLE neptun_user_project;-- \\ $1 %s"})");
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 200);
+    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
+                            std::to_string(u.project_id)) == evil);
+    // Error answers and the access log never show the token.
+    auto other = seed_user();
+    for (const auto& resp : {get(other.path(), auth(u)),
+                             get(u.path(), {{"Cookie", "neptun-session=" + u.token + "x"}}),
+                             patch(u.path(), json_auth(u), "{")}) {
+        BOOST_REQUIRE(resp);
+        BOOST_TEST(resp->body.find(u.token) == std::string::npos);
+        BOOST_TEST(resp->header("Cache-Control") == "no-store");
+    }
+    BOOST_TEST(srv.process.log().find("event=access") != std::string::npos);
+    BOOST_TEST(srv.process.log().find(u.token) == std::string::npos);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,6 +1,8 @@
 // Store outages through HTTP: Redis or PostgreSQL down, slow or restarted. Answers are 503
 // with Retry-After (never 401, 404 or an unwritten 200), /readyz follows, and service
 // comes back by itself.
+#include <stdlib.h>
+
 #include <atomic>
 #include <thread>
 
@@ -161,7 +163,12 @@ BOOST_AUTO_TEST_CASE(a_slow_database_is_503_at_the_deadline_and_never_a_false_20
     BOOST_TEST(r->status == 200);
 }
 
-BOOST_AUTO_TEST_CASE(postgres_restarted_under_load_loses_no_acknowledged_write) {
+namespace {
+
+// Clients write 1, 2, 3... into their own projects, one request at a time, while `fault`
+// runs in the middle of the load; afterwards every acknowledged write is in the database.
+template <typename Fault>
+void writes_survive(Fault fault) {
     server_process srv(base_env({{"NEPTUN_PG_CONNECT_TIMEOUT_MS", "1000"}}));
     BOOST_REQUIRE(srv.wait_ready());
     constexpr int clients = 8;
@@ -171,7 +178,6 @@ BOOST_AUTO_TEST_CASE(postgres_restarted_under_load_loses_no_acknowledged_write) 
     std::atomic<int> ok{0}, unavailable{0}, other{0};
     std::vector<long> last_acknowledged(clients, 0);
     std::vector<std::thread> threads;
-    // Each client writes 1, 2, 3... into its own project's description, one at a time.
     for (int c = 0; c < clients; ++c) {
         threads.emplace_back([&, c] {
             const auto& u = users[static_cast<std::size_t>(c)];
@@ -190,18 +196,17 @@ BOOST_AUTO_TEST_CASE(postgres_restarted_under_load_loses_no_acknowledged_write) 
             }
         });
     }
-    // Restart in the middle of the load; the writes go on until service is back.
     auto await_ok = [&](int target) {
         for (int seen = ok; seen < target; seen = ok) ok.wait(seen);
     };
     await_ok(200);
-    BOOST_REQUIRE(stores::pg_ctl("restart") == 0);
-    BOOST_REQUIRE(srv.process.wait_for_log("event=pg_connected", 30s, 2 * srv.threads));
+    fault(srv);
+    // Full service comes back by itself: 200 more acknowledged writes.
     await_ok(ok + 200);
     stop = true;
     for (auto& t : threads) t.join();
     BOOST_TEST(other == 0);
-    BOOST_TEST(unavailable > 0);  // the restart was seen
+    BOOST_TEST(unavailable > 0);  // the fault was seen
     for (int c = 0; c < clients; ++c) {
         auto stored =
             std::stol(stores::psql("SELECT description FROM neptun_user_project WHERE id = " +
@@ -210,6 +215,67 @@ BOOST_AUTO_TEST_CASE(postgres_restarted_under_load_loses_no_acknowledged_write) 
         BOOST_TEST(stored >= last_acknowledged[static_cast<std::size_t>(c)]);
         BOOST_TEST(stored <= last_acknowledged[static_cast<std::size_t>(c)] + 1);
     }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(postgres_restarted_under_load_loses_no_acknowledged_write) {
+    writes_survive([](server_process& srv) {
+        BOOST_REQUIRE(stores::pg_ctl("restart") == 0);
+        BOOST_REQUIRE(srv.process.wait_for_log("event=pg_connected", 30s, 2 * srv.threads));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(postgres_crashed_under_load_loses_no_acknowledged_write) {
+    writes_survive([](server_process& srv) {
+        auto connected = srv.process.count_in_log("event=pg_connected");
+        BOOST_REQUIRE(stores::pg_ctl("stop", "immediate") == 0);  // as a crash: no checkpoint
+        BOOST_REQUIRE(stores::pg_ctl("start") == 0);
+        BOOST_REQUIRE(srv.process.wait_for_log("event=pg_connected", 30s, connected + srv.threads));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(redis_killed_under_load_is_503_never_401_and_recovers) {
+    // Sessions must survive the kill, as they do in production (AOF, every write synced).
+    char dir[] = "/tmp/neptun-redis-aof-XXXXXX";
+    BOOST_REQUIRE(::mkdtemp(dir));
+    redis_server redis({"--appendonly", "yes", "--appendfsync", "always", "--dir", dir});
+    server_process srv(
+        base_env({{"NEPTUN_REDIS_URL", redis.url()}, {"NEPTUN_REDIS_TIMEOUT_MS", "500"}}));
+    BOOST_REQUIRE(srv.wait_ready());
+    auto u = seed_user("neptun", redis.port());
+    std::atomic<bool> stop{false};
+    std::atomic<int> ok{0}, unavailable{0}, other{0};
+    std::vector<std::thread> threads;
+    for (int c = 0; c < 4; ++c) {
+        threads.emplace_back([&] {
+            while (!stop) {
+                auto r = http_request(srv.port, "GET", u.path(), auth(u));
+                if (r && r->status == 200) {
+                    ++ok;
+                    ok.notify_all();
+                } else if (r && r->status == 503 && r->header("Retry-After") == "1") {
+                    ++unavailable;
+                } else {
+                    ++other;
+                }
+            }
+        });
+    }
+    auto await_ok = [&](int target) {
+        for (int seen = ok; seen < target; seen = ok) ok.wait(seen);
+    };
+    await_ok(200);
+    redis.stop();  // SIGKILL
+    BOOST_REQUIRE(srv.process.wait_for_log("event=redis_down", 5s));
+    redis.start();
+    await_ok(ok + 200);
+    stop = true;
+    for (auto& t : threads) t.join();
+    BOOST_TEST(other == 0);  // never a 401 for a valid session, never anything but 200 or 503
+    BOOST_TEST(unavailable > 0);
+    redis.stop();
+    run_command({"/bin/rm", "-rf", dir});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -61,7 +61,7 @@ std::string stores::psql(const std::string& sql, const std::string& db) {
     return trim(r.out);
 }
 
-int stores::pg_ctl(const std::string& action) {
+int stores::pg_ctl(const std::string& action, const std::string& mode) {
     std::vector<std::string> argv{
         "runuser",
         "-u",
@@ -74,7 +74,7 @@ int stores::pg_ctl(const std::string& action) {
         "-t",
         "60",
         "-m",
-        "fast",
+        mode,
         "-l",
         env_or("NEPTUN_TEST_PG_LOG", "/dev/null"),
         action};

@@ -21,8 +21,9 @@ struct stores {
     static std::string redis(const std::vector<std::string>& args, int port = 0);
     // psql -tAq: one value per line, columns separated by '|'.
     static std::string psql(const std::string& sql, const std::string& db = "neptun");
-    // pg_ctl stop/start/restart on the shared cluster (started by tests/run.sh).
-    static int pg_ctl(const std::string& action);
+    // pg_ctl stop/start/restart on the shared cluster (started by tests/run.sh). Mode
+    // "immediate" stops it the way a crash would (no checkpoint, connections cut).
+    static int pg_ctl(const std::string& action, const std::string& mode = "fast");
     // Runs `neptun-api migrate` on `db`.
     static run_result migrate(const std::string& db = "neptun");
     // A fresh database with the schema; returns its name.

@@ -44,6 +44,8 @@ for t in "${TARGETS[@]}"; do
   artifacts=$BUILD/artifacts/$t
   mkdir -p "$corpus" "$artifacts"
   if [ -d "$FUZZ_DIR/corpus/$t" ]; then cp -R "$FUZZ_DIR/corpus/$t/." "$corpus/"; fi
+  # Inputs that once crashed a target run first, so what was fixed stays fixed.
+  if [ -d "$FUZZ_DIR/crashes/$t" ]; then cp -R "$FUZZ_DIR/crashes/$t/." "$corpus/"; fi
   args=(-max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=10
         -print_final_stats=1 -artifact_prefix="$artifacts/")
   if [ -f "$FUZZ_DIR/$t.dict" ]; then args+=(-dict="$FUZZ_DIR/$t.dict"); fi
@@ -59,7 +61,7 @@ for t in "${TARGETS[@]}"; do
   else
     echo "FAIL ${t}_fuzz (exit $rc): ${runs:-?} runs, ${cov:-cov: ?}"
     # The sanitizer's or the invariant's report, and where the input was saved.
-    grep -E 'ERROR: |SUMMARY: |fuzz invariant violated|runtime error|Test unit written to|==[0-9]+== ' "$log" |
+    grep -E 'ERROR: |SUMMARY: |fuzz invariant violated|Assertion|runtime error|Test unit written to|==[0-9]+== ' "$log" |
       head -n 20 | sed 's/^/    /' || true
     cp "$log" "$artifacts/last-run.log"
     echo "    full log: $artifacts/last-run.log"

@@ -155,21 +155,13 @@ BOOST_AUTO_TEST_CASE(a_client_gone_mid_request_leaks_no_pool_connection) {
     server_process srv(base_env({{"NEPTUN_THREADS", "1"}, {"NEPTUN_PG_POOL_SIZE", "1"}}));
     BOOST_REQUIRE(srv.wait_ready());
     auto u = seed_user();
-    child_process locker({"/bin/sh", "-c",
-                          "exec psql -h 127.0.0.1 -p " + std::to_string(stores::pg_port()) +
-                              " -U postgres -d neptun -v ON_ERROR_STOP=1 -c 'BEGIN' -c "
-                              "\"SELECT id FROM neptun_user_project WHERE id = " +
-                              std::to_string(u.project_id) +
-                              " FOR UPDATE\" -c \"SELECT 'locked'\" -c 'SELECT pg_sleep(1)' "
-                              "-c 'COMMIT' 1>&2"},
-                         {});
-    BOOST_REQUIRE(locker.wait_for_log("locked", 10s));
+    auto locker = hold_row_lock(u.project_id, 1);
     for (int i = 0; i < 5; ++i) {
         http_connection c(srv.port);
         c.send(build_request("PATCH", u.path(), json_auth(u), R"({"name":"abandoned"})"));
         c.close();  // gone before the answer
     }
-    BOOST_TEST(locker.wait_exit(10s) == 0);
+    BOOST_TEST(locker->wait_exit(10s) == 0);
     // The one pool connection is free again and serves the next request.
     auto r = http_request(srv.port, "GET", u.path(), auth(u));
     BOOST_REQUIRE(r);

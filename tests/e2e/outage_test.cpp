@@ -144,19 +144,11 @@ BOOST_AUTO_TEST_CASE(a_slow_database_is_503_at_the_deadline_and_never_a_false_20
     server_process srv(base_env({{"NEPTUN_HANDLER_TIMEOUT_MS", "400"}, {"NEPTUN_THREADS", "1"}}));
     BOOST_REQUIRE(srv.wait_ready());
     auto u = seed_user();
-    child_process locker(
-        {"/bin/sh", "-c",
-         "exec psql -h 127.0.0.1 -p " + std::to_string(stores::pg_port()) +
-             " -U postgres -d neptun -v ON_ERROR_STOP=1 -c 'BEGIN' -c "
-             "\"UPDATE neptun_user_project SET name = 'locker' WHERE id = " +
-             std::to_string(u.project_id) +
-             "\" -c \"SELECT 'locked'\" -c 'SELECT pg_sleep(2)' -c 'ROLLBACK' 1>&2"},
-        {});
-    BOOST_REQUIRE(locker.wait_for_log("locked", 10s));
+    auto locker = hold_row_lock(u.project_id, 2, true);
     auto started = std::chrono::steady_clock::now();
     expect_503(http_request(srv.port, "PATCH", u.path(), json_auth(u), R"({"name":"slow"})"));
     BOOST_TEST((std::chrono::steady_clock::now() - started < 1500ms));
-    BOOST_TEST(locker.wait_exit(10s) == 0);
+    BOOST_TEST(locker->wait_exit(10s) == 0);
     // Once the lock is gone, the same connection pool serves again.
     auto r = http_request(srv.port, "PATCH", u.path(), json_auth(u), R"({"name":"fast"})");
     BOOST_REQUIRE(r);

@@ -315,15 +315,7 @@ BOOST_AUTO_TEST_CASE(sigterm_drains_requests_in_flight_and_exits_zero) {
     running_server s(env_map{{"NEPTUN_SHUTDOWN_DELAY_MS", "200"}});
     auto u = seed_user();
     // Hold the row's lock so the PATCH stays in flight while the signal arrives.
-    child_process locker({"/bin/sh", "-c",
-                          "exec psql -h 127.0.0.1 -p " + std::to_string(stores::pg_port()) +
-                              " -U postgres -d neptun -v ON_ERROR_STOP=1 -c 'BEGIN' -c "
-                              "\"SELECT id FROM neptun_user_project WHERE id = " +
-                              std::to_string(u.project_id) +
-                              " FOR UPDATE\" -c \"SELECT 'locked'\" -c 'SELECT pg_sleep(1.5)' "
-                              "-c 'COMMIT' 1>&2"},
-                         {});
-    BOOST_REQUIRE(locker.wait_for_log("locked", 10s));
+    auto locker = hold_row_lock(u.project_id, 1.5);
     http_connection idle(s.srv.port);
     idle.send(build_request("GET", u.path(), auth(u)));
     BOOST_REQUIRE(idle.read_response());
@@ -359,7 +351,7 @@ BOOST_AUTO_TEST_CASE(sigterm_drains_requests_in_flight_and_exits_zero) {
     BOOST_TEST(r->status == 200);
     BOOST_TEST(r->header("Connection") == "close");
     BOOST_TEST(s.srv.process.wait_exit(10s) == 0);
-    BOOST_TEST(locker.wait_exit(10s) == 0);
+    BOOST_TEST(locker->wait_exit(10s) == 0);
     BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
                             std::to_string(u.project_id)) == "during drain");
 }

@@ -39,6 +39,20 @@ asio::awaitable<void> wait_ready(pg::pool& p, asio::io_context& ioc, unsigned n 
     }
 }
 
+// Runs the io_context until `n` of the pool's connections are ready.
+bool until_ready(pg::pool& p, asio::io_context& ioc, unsigned n) {
+    bool ready = false;
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+            co_await wait_ready(p, ioc, n);
+            ready = true;
+        },
+        asio::detached);
+    run_until(ioc, ready);
+    return ready;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(pg_pool)
@@ -78,10 +92,9 @@ BOOST_AUTO_TEST_CASE(concurrent_statements_each_get_their_own_row) {
                                           pg::param::text(name), pg::param::bytes(&no, 1),
                                           pg::param::none(),     pg::param::none(),
                                           pg::param::none()};
-                    auto res =
-                        co_await pool.async_execute(projects::update_statement, params,
-                                                    pg::clock::now() + std::chrono::seconds(10),
-                                                    u.project_id);
+                    auto res = co_await pool.async_execute(
+                        projects::update_statement, params,
+                        pg::clock::now() + std::chrono::seconds(10), u.project_id);
                     if (res.outcome() != pg::result::kind::ok || res.rows() != 1 ||
                         res.get(0, 1) != name)
                         errors.push_back(name + ": " + res.message());
@@ -133,16 +146,7 @@ BOOST_AUTO_TEST_CASE(a_restarted_server_is_reconnected_and_nothing_is_answered_t
     opts.statement_timeout = std::chrono::milliseconds(5000);
     pg::pool pool(ioc, opts, projects::statements());
     pool.start();
-    bool ready = false;
-    asio::co_spawn(
-        ioc,
-        [&]() -> asio::awaitable<void> {
-            co_await wait_ready(pool, ioc, 2);
-            ready = true;
-        },
-        asio::detached);
-    run_until(ioc, ready);
-    BOOST_REQUIRE(ready);
+    BOOST_REQUIRE(until_ready(pool, ioc, 2));
 
     BOOST_REQUIRE(stores::pg_ctl("restart") == 0);
     // The pool notices the closed connections, reconnects with backoff, and serves again.
@@ -234,16 +238,7 @@ BOOST_AUTO_TEST_CASE(updates_arriving_together_commit_once_with_the_right_rows) 
     opts.conninfo = stores::database_url(db);
     pg::pool pool(ioc, opts, projects::statements());
     pool.start();
-    bool ready = false;
-    asio::co_spawn(
-        ioc,
-        [&]() -> asio::awaitable<void> {
-            co_await wait_ready(pool, ioc, 1);
-            ready = true;
-        },
-        asio::detached);
-    run_until(ioc, ready);
-    BOOST_REQUIRE(ready);
+    BOOST_REQUIRE(until_ready(pool, ioc, 1));
     auto batches_before = neptun::net::global_metrics().pg_batches.load();
     // 32 updates over 8 rows, in one turn: one batch; each row's last write is the 4th round.
     std::vector<std::string> names;
@@ -275,16 +270,7 @@ BOOST_AUTO_TEST_CASE(a_failing_statement_fails_alone) {
     opts.conninfo = stores::database_url(db);
     pg::pool pool(ioc, opts, projects::statements());
     pool.start();
-    bool ready = false;
-    asio::co_spawn(
-        ioc,
-        [&]() -> asio::awaitable<void> {
-            co_await wait_ready(pool, ioc, 1);
-            ready = true;
-        },
-        asio::detached);
-    run_until(ioc, ready);
-    BOOST_REQUIRE(ready);
+    BOOST_REQUIRE(until_ready(pool, ioc, 1));
     auto out = update_together(pool, ioc, users, {"fine0", "poison", "fine2", "fine3"});
     BOOST_TEST((out[0].kind == pg::result::kind::ok));
     BOOST_TEST((out[1].kind == pg::result::kind::sql_error));
@@ -307,16 +293,7 @@ BOOST_AUTO_TEST_CASE(crossing_batches_on_two_connections_do_not_deadlock) {
     opts.max_batch = 6;
     pg::pool pool(ioc, opts, projects::statements());
     pool.start();
-    bool ready = false;
-    asio::co_spawn(
-        ioc,
-        [&]() -> asio::awaitable<void> {
-            co_await wait_ready(pool, ioc, 2);
-            ready = true;
-        },
-        asio::detached);
-    run_until(ioc, ready);
-    BOOST_REQUIRE(ready);
+    BOOST_REQUIRE(until_ready(pool, ioc, 2));
     // Rows in opposite orders, twice per turn, split over two connections: sorted by key,
     // every batch locks rows in the same order.
     for (int round = 0; round < 20; ++round) {

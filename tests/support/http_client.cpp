@@ -105,7 +105,7 @@ bool http_connection::fill(std::chrono::steady_clock::time_point deadline) {
 }
 
 std::optional<http_response> http_connection::read_response(std::chrono::milliseconds timeout,
-                                                             bool to_head) {
+                                                            bool to_head) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
         auto end = buffer_.find("\r\n\r\n");

@@ -121,6 +121,42 @@ seeded_user seed_user(const std::string& db, int redis_port) {
     return u;
 }
 
+std::unique_ptr<child_process> hold_row_lock(std::int64_t project_id, double seconds,
+                                             bool by_update) {
+    std::string id = std::to_string(project_id);
+    std::string lock = by_update
+                           ? "UPDATE neptun_user_project SET name = 'locker' WHERE id = " + id
+                           : "SELECT id FROM neptun_user_project WHERE id = " + id + " FOR UPDATE";
+    auto locker = std::make_unique<child_process>(
+        std::vector<std::string>{"/usr/bin/psql",
+                                 "-h",
+                                 "127.0.0.1",
+                                 "-p",
+                                 std::to_string(stores::pg_port()),
+                                 "-U",
+                                 "postgres",
+                                 "-d",
+                                 "neptun",
+                                 "-v",
+                                 "ON_ERROR_STOP=1",
+                                 "-o",
+                                 "/dev/stderr",
+                                 "-c",
+                                 "BEGIN",
+                                 "-c",
+                                 lock,
+                                 "-c",
+                                 "SELECT 'locked'",
+                                 "-c",
+                                 "SELECT pg_sleep(" + std::to_string(seconds) + ")",
+                                 "-c",
+                                 by_update ? "ROLLBACK" : "COMMIT"},
+        env_map{});
+    if (!locker->wait_for_log("locked", 10s))
+        throw std::runtime_error("could not lock the row: " + locker->log());
+    return locker;
+}
+
 int free_port() {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};

@@ -42,6 +42,12 @@ struct seeded_user {
 };
 seeded_user seed_user(const std::string& db = "neptun", int redis_port = 0);
 
+// Holds a lock on one project's row for `seconds` from a psql session of its own, then
+// releases it (COMMIT after SELECT ... FOR UPDATE, or ROLLBACK after an UPDATE with
+// `by_update`). Returns once the lock is held; the process ends when it is released.
+std::unique_ptr<child_process> hold_row_lock(std::int64_t project_id, double seconds,
+                                             bool by_update = false);
+
 // A redis-server of the test's own on a free loopback port.
 class redis_server {
   public:

@@ -269,10 +269,9 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
             bool keep = header.keep_alive() && !has_body(header) && !ctx.draining;
             res.version(header.version());
             res.keep_alive(keep);
-            m.request(r.label, res.result_int(),
-                      std::chrono::duration<double>(clock::now() - started).count());
-            access_log(ctx, header, res.result_int(),
-                       std::chrono::duration<double>(clock::now() - started).count());
+            double seconds = std::chrono::duration<double>(clock::now() - started).count();
+            m.request(r.label, res.result_int(), seconds);
+            access_log(ctx, header, res.result_int(), seconds);
             co_await write_response(stream, res, lim, head);
             if (!keep) {
                 if (has_body(header)) co_await linger(stream);  // its body is still coming

@@ -90,7 +90,6 @@ struct job {
     bool got_result = false;
     bool setup = false;  // the per-connection setup: SET and PREPAREs
     std::int64_t key = 0;
-    bool no_batch = false;                    // a retried part of a failed batch
     std::vector<std::unique_ptr<job>> parts;  // a batch: its statements, then one Sync
     std::size_t results = 0;                  // results seen so far (batches)
 
@@ -431,7 +430,6 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         }
         for (auto& p : b->parts) {
             if (!p->handler) continue;
-            p->no_batch = true;
             p->got_result = false;
             p->res = result();
             dispatch(std::move(p));

@@ -1,5 +1,7 @@
 #include "neptun/projects/service.hpp"
 
+#include <charconv>
+
 #include <boost/asio.hpp>
 #include <boost/beast/http.hpp>
 
@@ -38,6 +40,13 @@ field_values collect(const net::request& req, bhttp::field name) {
     return out;
 }
 
+// Integer columns as PostgreSQL prints them, without a temporary string.
+std::int64_t integer(std::string_view text) {
+    std::int64_t v = 0;
+    std::from_chars(text.data(), text.data() + text.size(), v);
+    return v;
+}
+
 net::response project_response(const pg::result& r) {
     using sql::column;
     auto optional = [&](int col) -> std::optional<std::string_view> {
@@ -45,14 +54,14 @@ net::response project_response(const pg::result& r) {
         return r.get(0, col);
     };
     project_row row;
-    row.id = std::stoll(std::string(r.get(0, column::id)));
+    row.id = integer(r.get(0, column::id));
     row.name = r.get(0, column::name);
     row.description = optional(column::description);
     row.project_type = r.get(0, column::type);
     row.programming_language = r.get(0, column::main_language);
     row.created_at = optional(column::created_at);
     row.updated_at = optional(column::updated_at);
-    row.neptun_user_id = std::stoll(std::string(r.get(0, column::user_id)));
+    row.neptun_user_id = integer(r.get(0, column::user_id));
     return http::json_response(http::status::ok, encode_project(row));
 }
 

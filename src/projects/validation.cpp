@@ -60,8 +60,7 @@ text_facts examine(std::string_view s) {
     return f;
 }
 
-std::string one_of(std::string_view field, const std::vector<std::string_view>& names) {
-    (void)field;
+std::string one_of(const std::vector<std::string_view>& names) {
     std::string m = "must be one of ";
     for (std::size_t i = 0; i < names.size(); ++i) {
         if (i) m += ", ";
@@ -102,10 +101,10 @@ struct patch_handler {
                 fail("description", "must be a string or null");
                 break;
             case field_id::project_type:
-                fail("project_type", one_of("project_type", project_types));
+                fail("project_type", one_of(project_types));
                 break;
             case field_id::programming_language:
-                fail("programming_language", one_of("programming_language", programming_languages));
+                fail("programming_language", one_of(programming_languages));
                 break;
             case field_id::unknown:
                 break;

@@ -83,6 +83,7 @@ int serve(const config& cfg) {
     opts.pg.prepared = cfg.pg_prepared;
     opts.pg.batch = cfg.pg_batch;
     opts.session_prefix = cfg.session_prefix;
+    opts.require_if_match = cfg.require_if_match;
 
     net::limits lim;
     lim.max_header_bytes = cfg.max_header_bytes;

@@ -121,6 +121,10 @@ const std::vector<setting>& settings() {
              c.session_prefix = v;
              return {};
          }},
+        {"NEPTUN_REQUIRE_IF_MATCH", "--require-if-match",
+         "on: a PATCH without If-Match gets 428 (clients must send the ETag they edited)",
+         [](const config& c) { return std::string(c.require_if_match ? "on" : "off"); },
+         bool_setter(&config::require_if_match)},
         {"NEPTUN_LOG_LEVEL", "--log-level", "debug, info, warn or error",
          [](const config& c) { return c.log_level; },
          [](config& c, std::string_view v) -> std::string {

@@ -15,6 +15,8 @@ status status_of(problem p) {
     switch (p) {
         case problem::invalid_id:
         case problem::invalid_body:
+        case problem::invalid_if_match:
+        case problem::invalid_if_none_match:
             return status::bad_request;
         case problem::unauthorized:
             return status::unauthorized;
@@ -29,6 +31,10 @@ status status_of(problem p) {
             return status::not_acceptable;
         case problem::unsupported_media_type:
             return status::unsupported_media_type;
+        case problem::precondition_failed:
+            return status::precondition_failed;
+        case problem::precondition_required:
+            return status::precondition_required;
         case problem::unavailable:
             return status::service_unavailable;
         case problem::internal:
@@ -43,6 +49,10 @@ std::string_view message_of(problem p) {
             return "Invalid user_id or project_id";
         case problem::invalid_body:
             return "Invalid request body";
+        case problem::invalid_if_match:
+            return "Invalid If-Match header";
+        case problem::invalid_if_none_match:
+            return "Invalid If-None-Match header";
         case problem::unauthorized:
             return "Unauthorized";
         case problem::forbidden:
@@ -57,6 +67,10 @@ std::string_view message_of(problem p) {
             return "Not acceptable: this endpoint answers application/json";
         case problem::unsupported_media_type:
             return "Content-Type must be application/json";
+        case problem::precondition_failed:
+            return "Project has changed";
+        case problem::precondition_required:
+            return "If-Match required";
         case problem::unavailable:
             return "Service unavailable, retry later";
         case problem::internal:

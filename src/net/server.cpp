@@ -63,7 +63,10 @@ bool has_body(const request& req) {
 // Answers with an error response and reports whether the connection must close.
 asio::awaitable<void> write_response(beast::tcp_stream& stream, response& res, const limits& lim,
                                      bool head = false) {
-    res.prepare_payload();
+    if (res.result() == http::status::not_modified)
+        res.erase(http::field::content_length);  // a 304 has no body and says no length
+    else
+        res.prepare_payload();
     if (head) {
         // A response to HEAD says how long the body would be and sends none (RFC 9110 §9.3.2).
         auto length = res.body().size();

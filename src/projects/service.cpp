@@ -5,6 +5,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/http.hpp>
 
+#include "neptun/http/conditional.hpp"
 #include "neptun/http/errors.hpp"
 #include "neptun/http/headers.hpp"
 #include "neptun/net/log.hpp"
@@ -47,6 +48,7 @@ std::int64_t integer(std::string_view text) {
     return v;
 }
 
+// The project as served, with its ETag (computed by the statement that read or wrote it).
 net::response project_response(const pg::result& r) {
     using sql::column;
     auto optional = [&](int col) -> std::optional<std::string_view> {
@@ -62,14 +64,33 @@ net::response project_response(const pg::result& r) {
     row.created_at = optional(column::created_at);
     row.updated_at = optional(column::updated_at);
     row.neptun_user_id = integer(r.get(0, column::user_id));
-    return http::json_response(http::status::ok, encode_project(row));
+    auto res = http::json_response(http::status::ok, encode_project(row));
+    res.set(bhttp::field::etag, http::quote_tag(r.get(0, column::etag)));
+    return res;
+}
+
+// 412 and 304 carry the project's current ETag.
+net::response with_etag(net::response res, std::string_view opaque) {
+    res.set(bhttp::field::etag, http::quote_tag(opaque));
+    return res;
+}
+
+net::response not_modified(std::string_view opaque) {
+    net::response res{http::status::not_modified, 11};
+    res.set(bhttp::field::cache_control, "no-store");
+    return with_etag(std::move(res), opaque);
+}
+
+std::vector<http::field_error> if_header_errors(std::string_view header) {
+    return {{std::string(header), "must be * or a comma-separated list of entity tags (\"...\")"}};
 }
 
 }  // namespace
 
 std::vector<pg::statement> statements() {
-    return {{"neptun_select_project", std::string(sql::select_project), false},
-            {"neptun_update_project", std::string(sql::update_project), true}};
+    return {{"neptun_select_project", sql::select_project(), false},
+            {"neptun_update_project", sql::update_project(), true},
+            {"neptun_update_project_if_match", sql::update_project_if_match(), true}};
 }
 
 http::router api_service::make_router() {
@@ -82,7 +103,8 @@ api_service::api_service(boost::asio::io_context& ioc, const service_options& op
     : router_(make_router()),
       redis_(ioc, opts.redis),
       sessions_(redis_, opts.session_prefix),
-      pool_(ioc, opts.pg, statements()) {
+      pool_(ioc, opts.pg, statements()),
+      require_if_match_(opts.require_if_match) {
     redis_.start();
     pool_.start();
 }
@@ -102,7 +124,8 @@ void api_service::shutdown() {
     pool_.stop();
 }
 
-// The contract's order: 401, 400 (ids), 403, 406, 415, 400 (body), 404, 200. Route,
+// The contract's order: 401, 400 (ids), 403, 406, 415, 400 (body), 428, 404, 412, 200 (or
+// 304 for a conditional GET). Route,
 // method, 431 and 413 were answered by the connection loop before we got here.
 boost::asio::awaitable<net::response> api_service::handle(net::request& req, int,
                                                           net::clock::time_point deadline) {
@@ -148,7 +171,17 @@ boost::asio::awaitable<net::response> api_service::run_statement(std::int32_t pr
                                                                  net::clock::time_point deadline) {
     pg::int4_buffer project_param(project_id), user_param(user_id);
     pg::result r;
+    http::precondition condition;
+    bool conditional_write = false;
     if (req.method() == bhttp::verb::get) {
+        auto none_match = collect(req, bhttp::field::if_none_match);
+        if (none_match.total > none_match.count)
+            co_return http::error_response(problem::invalid_if_none_match,
+                                           if_header_errors("If-None-Match"));
+        condition = http::parse_precondition(none_match.span());
+        if (condition.what == http::precondition::kind::malformed)
+            co_return http::error_response(problem::invalid_if_none_match,
+                                           if_header_errors("If-None-Match"));
         pg::param params[] = {project_param.as_param(), user_param.as_param()};
         r = co_await pool_.async_execute(select_statement, params, deadline);
     } else {
@@ -157,6 +190,15 @@ boost::asio::awaitable<net::response> api_service::run_statement(std::int32_t pr
             co_return http::error_response(problem::unsupported_media_type);
         auto checked = validate_patch(req.body());
         if (!checked.patch) co_return http::error_response(problem::invalid_body, checked.errors);
+        auto match = collect(req, bhttp::field::if_match);
+        condition = http::parse_precondition(match.span());
+        if (match.total > match.count || condition.what == http::precondition::kind::malformed)
+            co_return http::error_response(problem::invalid_if_match, if_header_errors("If-Match"));
+        if (condition.what == http::precondition::kind::absent && require_if_match_)
+            co_return http::error_response(problem::precondition_required);
+        // `*` asks only that the project exists: the plain update's 404 already says that.
+        conditional_write = condition.what == http::precondition::kind::tags;
+        std::string tags = conditional_write ? http::strong_tag_list(condition) : std::string();
         const auto& p = *checked.patch;
         unsigned char set_description = p.set_description ? 1 : 0;
         auto text_or_null = [](const auto& v) {
@@ -168,12 +210,23 @@ boost::asio::awaitable<net::response> api_service::run_statement(std::int32_t pr
                               pg::param::bytes(&set_description, 1),
                               text_or_null(p.description),
                               text_or_null(p.project_type),
-                              text_or_null(p.programming_language)};
-        r = co_await pool_.async_execute(update_statement, params, deadline, project_id);
+                              text_or_null(p.programming_language),
+                              pg::param::text(tags)};
+        std::span<const pg::param> used(params, conditional_write ? 8 : 7);
+        r = co_await pool_.async_execute(
+            conditional_write ? update_if_match_statement : update_statement, used, deadline,
+            project_id);
     }
     switch (r.outcome()) {
         case pg::result::kind::ok:
             if (r.rows() == 0) co_return http::error_response(problem::project_not_found);
+            if (conditional_write && r.get(0, sql::column::written) != "t")
+                co_return with_etag(http::error_response(problem::precondition_failed),
+                                    r.get(0, sql::column::etag));
+            if (req.method() == bhttp::verb::get &&
+                condition.what != http::precondition::kind::absent &&
+                http::matches_weak(condition, r.get(0, sql::column::etag)))
+                co_return not_modified(r.get(0, sql::column::etag));
             co_return project_response(r);
         case pg::result::kind::unavailable:
             co_return http::error_response(problem::unavailable);

@@ -34,6 +34,7 @@ struct config {
     std::string redis_url = "redis://127.0.0.1:6379/0";
     std::string database_url = "postgresql://postgres@127.0.0.1:5432/neptun";
     std::string session_prefix = "neptun:session:";
+    bool require_if_match = false;
 
     std::string log_level = "info";
     log_format log_fmt = log_format::logfmt;

@@ -16,6 +16,8 @@ using status = boost::beast::http::status;
 enum class problem {
     invalid_id,              // 400
     invalid_body,            // 400, with field errors
+    invalid_if_match,        // 400, names the header
+    invalid_if_none_match,   // 400, names the header
     unauthorized,            // 401
     forbidden,               // 403
     not_found,               // 404 (no route)
@@ -23,6 +25,8 @@ enum class problem {
     method_not_allowed,      // 405
     not_acceptable,          // 406
     unsupported_media_type,  // 415
+    precondition_failed,     // 412
+    precondition_required,   // 428
     unavailable,             // 503
     internal,                // 500
 };

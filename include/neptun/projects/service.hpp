@@ -19,10 +19,15 @@ struct service_options {
     redis::options redis;
     pg::options pg;
     std::string session_prefix = "neptun:session:";
+    bool require_if_match = false;  // 428 for a PATCH without If-Match
 };
 
 // The statements every pool prepares, by index.
-enum statement_index : std::size_t { select_statement = 0, update_statement = 1 };
+enum statement_index : std::size_t {
+    select_statement = 0,
+    update_statement = 1,
+    update_if_match_statement = 2
+};
 std::vector<pg::statement> statements();
 
 class api_service final : public net::service {
@@ -48,6 +53,7 @@ class api_service final : public net::service {
     redis::client redis_;
     redis::session_store sessions_;
     pg::pool pool_;
+    bool require_if_match_;
 };
 
 }  // namespace neptun::projects

@@ -82,6 +82,10 @@ BOOST_AUTO_TEST_CASE(problems_map_to_the_contract_statuses) {
     for (auto [p, code, message] : std::vector<expectation>{
              {problem::invalid_id, 400, "Invalid user_id or project_id"},
              {problem::invalid_body, 400, "Invalid request body"},
+             {problem::invalid_if_match, 400, "Invalid If-Match header"},
+             {problem::invalid_if_none_match, 400, "Invalid If-None-Match header"},
+             {problem::precondition_failed, 412, "Project has changed"},
+             {problem::precondition_required, 428, "If-Match required"},
              {problem::unauthorized, 401, "Unauthorized"},
              {problem::forbidden, 403, "Forbidden"},
              {problem::not_found, 404, "Not found"},

@@ -17,7 +17,7 @@
 #                      alternate ours/peer per scenario, e.g.
 #                      --peer ../shared/peers/node-h3/start.sh
 #   --scenarios LIST   space- or comma-separated subset of: update read unauthorized
-#                      forbidden mixed (default all)
+#                      forbidden mixed conditional (default all)
 #   --warmup S         seconds of mixed load per server before measuring (default 3)
 #   --server-cmd "CMD" start CMD instead of build/release/neptun-api (and skip the build);
 #                      for developing this harness against a stand-in
@@ -41,7 +41,7 @@ THREADS=2
 IDLE=10000
 IDLE_SILENT=0
 WARMUP=3
-SCENARIOS="update read unauthorized forbidden mixed"
+SCENARIOS="update read unauthorized forbidden mixed conditional"
 PEER_CMD=""
 SERVER_CMD=""
 BUILD=1

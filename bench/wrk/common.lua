@@ -35,19 +35,22 @@ end
 
 local counter = 0
 
--- All four fields, values varied so that every UPDATE really changes the row.
-function M.patch(user_id, token)
+-- All four fields, values varied so that every UPDATE really changes the row; with
+-- `etag`, sent as If-Match.
+function M.patch(user_id, token, etag)
   counter = counter + 1
   local body = string.format(
     '{"name":"Bench project %d-%d","description":"Updated by bench/run.sh, request %d",' ..
     '"project_type":"%s","programming_language":"%s"}',
     user_id, counter, counter,
     project_types[math.random(#project_types)], languages[math.random(#languages)])
-  return wrk.format("PATCH", M.project_path(user_id, user_id), {
+  local headers = {
     ["Cookie"] = M.cookie(token),
     ["Accept"] = "application/json",
     ["Content-Type"] = "application/json",
-  }, body)
+  }
+  if etag then headers["If-Match"] = etag end
+  return wrk.format("PATCH", M.project_path(user_id, user_id), headers, body)
 end
 
 function M.token_of(user_id)
@@ -56,7 +59,8 @@ end
 
 -- Installs wrk's hooks: make_request() builds each request, `expected` is the one status
 -- counted as right; every other status is tallied per thread and summed in done().
-function M.run(expected, make_request)
+-- `observe(status, headers, body)`, if given, sees every response too.
+function M.run(expected, make_request, observe)
   local threads = {}
 
   function setup(thread)
@@ -74,6 +78,7 @@ function M.run(expected, make_request)
   request = make_request
 
   function response(status, headers, body)
+    if observe then observe(status, headers, body) end
     responses = responses + 1
     if status ~= expected then
       mismatched = mismatched + 1

@@ -184,8 +184,10 @@ await check('the document declares the endpoint, its parameters and its security
       const res = deref(r);
       if (status === '405' && !(res.headers && res.headers.Allow)) p.push(`${m.toUpperCase()} 405 declares no Allow header`);
       if (status === '503' && !(res.headers && res.headers['Retry-After'])) p.push(`${m.toUpperCase()} 503 declares no Retry-After header`);
-      if (m === 'head') {
-        if (res.content) p.push(`HEAD ${status} declares content: a response to HEAD has none`);
+      if (['200', '304', '412'].includes(status) && !(res.headers && res.headers.ETag))
+        p.push(`${m.toUpperCase()} ${status} declares no ETag header (CONTRACT.md §1.2)`);
+      if (m === 'head' || status === '304') {
+        if (res.content) p.push(`${m.toUpperCase()} ${status} declares content: it has none`);
         continue;
       }
       const media = Object.keys(res.content || {});
@@ -421,6 +423,49 @@ async function live() {
         return judge(c.method, c.expect, r, c.expect_body, observed);
       });
     }
+
+    // Conditional requests (CONTRACT.md §1.2): each step needs the ETag the previous one left.
+    await check('live: ETag, If-None-Match (304) and If-Match (200, 412, 400)', async () => {
+      const p = [];
+      const step = async (method, label, expect, headers, body, expect_body) => {
+        const r = await exchange(main.port, request(method, good_path, headers, body));
+        p.push(...judge(method, expect, r, expect_body, observed).map((x) => `${method} ${label}: ${x}`));
+        return r.responses && r.responses[0];
+      };
+      const first = await step('GET', 'read', 200, { Cookie: cookie });
+      const tag = first && first.headers.etag;
+      if (!tag) return [...p, 'the GET carried no ETag'];
+      const not_modified = await step('GET', 'If-None-Match: current', 304, { Cookie: cookie, 'If-None-Match': `W/${tag}` });
+      if (not_modified && not_modified.headers.etag !== tag) p.push(`304 ETag ${not_modified.headers.etag}, expected ${tag}`);
+      await step('GET', 'malformed If-None-Match', 400, { Cookie: cookie, 'If-None-Match': 'nope' }, undefined,
+        (b) => b.errors && b.errors[0].field === 'If-None-Match');
+      const written = await step('PATCH', 'If-Match: current', 200, { ...json_headers, 'If-Match': tag },
+        JSON.stringify({ description: `conditional ${tag}` }));
+      const now = written && written.headers.etag;
+      const refused = await step('PATCH', 'If-Match: stale', 412, { ...json_headers, 'If-Match': tag },
+        JSON.stringify({ description: 'never written' }), (b) => b.message === 'Project has changed');
+      if (refused && refused.headers.etag !== now) p.push(`412 ETag ${refused.headers.etag}, expected the current ${now}`);
+      await step('PATCH', 'malformed If-Match', 400, { ...json_headers, 'If-Match': 'W/nope' },
+        JSON.stringify({ description: 'never written' }), (b) => b.errors && b.errors[0].field === 'If-Match');
+      return p;
+    });
+
+    await check('live: NEPTUN_REQUIRE_IF_MATCH=on answers 428 to a PATCH without If-Match', async () => {
+      const strict = await start_server({ NEPTUN_REDIS_URL: redis_url, NEPTUN_DATABASE_URL: database_url,
+        NEPTUN_REQUIRE_IF_MATCH: 'on', NEPTUN_THREADS: '1' });
+      try {
+        const deadline = Date.now() + 15000;
+        while (Date.now() < deadline) {
+          const ready = await exchange(strict.admin_port, request('GET', '/readyz')).catch(() => null);
+          if (ready && ready.responses[0] && ready.responses[0].status === 200) break;
+          await sleep(100);
+        }
+        const r = await exchange(strict.port, request('PATCH', good_path, json_headers, JSON.stringify({ name: 'x' })));
+        return judge('PATCH', 428, r, (b) => b.message === 'If-Match required', observed);
+      } finally {
+        await strict.stop();
+      }
+    });
 
     // 503: a second server whose Redis is a closed port, capped at one connection.
     await check('live: a second server, whose Redis port is closed, starts', async () => {

@@ -87,6 +87,7 @@ int serve(const config& cfg) {
 
     net::limits lim;
     lim.max_header_bytes = cfg.max_header_bytes;
+    lim.max_header_fields = cfg.max_header_fields;
     lim.max_body_bytes = cfg.max_body_bytes;
     lim.max_connections = cfg.max_connections;
     lim.header_timeout = cfg.header_timeout;
@@ -124,18 +125,14 @@ int serve(const config& cfg) {
         log::error("listen_failed", {{"setting", "NEPTUN_LISTEN"}, {"error", e.what()}});
         return 1;
     }
-    log::info("listening", {{"port", srv.port()},
-                            {"admin_port", admin_port->port()},
-                            {"threads", cfg.threads},
-                            {"version", version}});
-
     int exit_code = 0;
     int signals_seen = 0;
+    // Installed before "listening" is logged: a SIGTERM sent on that line is a drain.
     asio::signal_set signals(control, SIGTERM, SIGINT);
     asio::steady_timer delay(control), force(control);
+    // The admin port keeps answering until the process exits (/readyz 503 all through the
+    // drain); it ends with the control loop.
     auto begin_drain = [&] {
-        admin_port->close();  // probes now fail fast; readiness was already 503
-        admin_port.reset();
         srv.drain();
         log::info("drain_started");  // after the workers were told, so the line means it
         force.expires_after(cfg.shutdown_timeout);
@@ -170,6 +167,10 @@ int serve(const config& cfg) {
         });
     };
     wait_signal();
+    log::info("listening", {{"port", srv.port()},
+                            {"admin_port", admin_port->port()},
+                            {"threads", cfg.threads},
+                            {"version", version}});
     control.run();
     srv.join();
     log::info("stopped", {{"exit_code", exit_code}});

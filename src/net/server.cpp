@@ -1,6 +1,8 @@
 #include "neptun/net/server.hpp"
 
 #include <list>
+#include <random>
+#include <sstream>
 #include <system_error>
 
 #include <boost/asio.hpp>
@@ -9,12 +11,20 @@
 
 #include "neptun/net/framing.hpp"
 #include "neptun/net/log.hpp"
+#include "neptun/net/protocol.hpp"
 #include "neptun/net/text.hpp"
 
 namespace neptun::net {
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+// Room for a chunk line or a partial read beside the header: the body is copied out of the
+// read buffer as it arrives, so the buffer never needs the body limit.
+constexpr std::size_t read_slack = 8192;
+constexpr std::size_t idle_read = 4096;
+constexpr auto slow_request = std::chrono::seconds(1);
+constexpr std::string_view request_id_field = "X-Request-Id";
 
 asio::ip::tcp::endpoint resolve_endpoint(const listen_spec& where) {
     boost::system::error_code ec;
@@ -40,29 +50,105 @@ asio::ip::tcp::acceptor open_acceptor(asio::io_context& ioc, const asio::ip::tcp
     return acceptor;
 }
 
-// A connection's place in its worker's registry: lets a drain find the idle ones.
+// A connection's place in its listener's registry: lets a drain find the idle ones.
 struct connection_slot {
     beast::tcp_stream* stream = nullptr;
     bool idle = false;
 };
 
-// What one connection loop needs from whoever runs it.
+// Holds a registry entry for exactly as long as the connection runs, on every path out.
+class slot_guard {
+  public:
+    slot_guard(std::list<connection_slot>& registry, beast::tcp_stream& stream)
+        : registry_(registry), it_(registry.insert(registry.end(), {&stream, false})) {}
+    ~slot_guard() { registry_.erase(it_); }
+    slot_guard(const slot_guard&) = delete;
+    slot_guard& operator=(const slot_guard&) = delete;
+    connection_slot* operator->() { return &*it_; }
+
+  private:
+    std::list<connection_slot>& registry_;
+    std::list<connection_slot>::iterator it_;
+};
+
+// Request ids of one listener thread: a random prefix per thread and a counter, unique
+// across the fleet with overwhelming likelihood and cheap to make.
+class request_ids {
+  public:
+    request_ids() {
+        std::random_device rd;
+        auto r = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+        std::snprintf(prefix_, sizeof prefix_, "%016llx", static_cast<unsigned long long>(r));
+    }
+    std::string next() {
+        char buf[40];
+        int n = std::snprintf(buf, sizeof buf, "%s-%llx", prefix_,
+                              static_cast<unsigned long long>(++counter_));
+        return std::string(buf, static_cast<std::size_t>(n));
+    }
+
+  private:
+    char prefix_[17];
+    std::uint64_t counter_ = 0;
+};
+
+// The Date of this second, formatted once per second per thread.
+std::string_view http_date() {
+    thread_local std::time_t cached_at = 0;
+    thread_local std::string cached;
+    auto now = std::time(nullptr);
+    if (now != cached_at) {
+        cached = format_http_date(now);
+        cached_at = now;
+    }
+    return cached;
+}
+
+// What one connection loop needs from whoever runs it. Everything here is touched only from
+// the listener's own thread.
 struct loop_context {
     service& svc;
     const limits& lim;
     std::list<connection_slot>& connections;
     const bool& draining;
     bool count_in_metrics;
+    std::uint64_t log_every;  // access lines: one in N requests, 0 none
     std::uint64_t& access_counter;
+    request_ids& ids;
 };
+
+// The request's identity for its response and its log lines (CONTRACT.md §1.3).
+struct request_meta {
+    std::string id;
+    std::string_view trace_id;  // into the request's header; empty if none
+};
+
+request_meta identify(const request& header, request_ids& ids) {
+    request_meta meta;
+    auto given = header[request_id_field];
+    meta.id = acceptable_request_id(given) ? std::string(given) : ids.next();
+    if (auto t = trace_id_of(header["traceparent"])) meta.trace_id = *t;
+    return meta;
+}
 
 bool has_body(const request& req) {
     return req.chunked() || req.has_content_length();
 }
 
-// Answers with an error response and reports whether the connection must close.
+bool is_peer_gone(const boost::system::error_code& ec) {
+    return ec == http::error::end_of_stream || ec == asio::error::eof ||
+           ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
+           ec == asio::error::broken_pipe;
+}
+
+std::size_t field_count(const request& header) {
+    return static_cast<std::size_t>(std::distance(header.begin(), header.end()));
+}
+
 asio::awaitable<void> write_response(beast::tcp_stream& stream, response& res, const limits& lim,
-                                     bool head = false) {
+                                     const request_meta& meta, bool head = false) {
+    res.set(http::field::date, http_date());
+    res.set(request_id_field, meta.id);
     if (res.result() == http::status::not_modified)
         res.erase(http::field::content_length);  // a 304 has no body and says no length
     else
@@ -96,11 +182,12 @@ asio::awaitable<void> linger(beast::tcp_stream& stream) {
 
 // The last response of a connection whose input we will not parse any further.
 asio::awaitable<void> answer_and_close(beast::tcp_stream& stream, response res, route_label label,
-                                       const limits& lim, bool head = false) {
+                                       const limits& lim, const request_meta& meta,
+                                       bool head = false) {
     res.version(11);
     res.keep_alive(false);
     global_metrics().request(label, res.result_int(), 0);
-    co_await write_response(stream, res, lim, head);
+    co_await write_response(stream, res, lim, meta, head);
     co_await linger(stream);
 }
 
@@ -110,39 +197,67 @@ void close_gracefully(beast::tcp_stream& stream) {
     stream.socket().close(ec);
 }
 
-void access_log(const loop_context& ctx, const request& req, unsigned status, double seconds) {
-    if (ctx.lim.access_log_sample <= 0 || !log::enabled(log::level::info)) return;
-    auto every = static_cast<std::uint64_t>(1.0 / ctx.lim.access_log_sample + 0.5);
-    if (every > 1 && (ctx.access_counter++ % every) != 0) return;
+void access_log(const loop_context& ctx, const request& req, const request_meta& meta,
+                unsigned status, clock::duration took) {
     auto target = std::string_view(req.target());
     target = target.substr(0, target.find('?'));  // the query is not ours to log
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
+    if (took >= slow_request) {
+        log::warn("slow_request", {{"method", std::string_view(req.method_string())},
+                                   {"path", target},
+                                   {"status", status},
+                                   {"duration_us", us},
+                                   {"request_id", meta.id},
+                                   {"trace_id", meta.trace_id}});
+    }
+    if (ctx.log_every == 0 || !log::enabled(log::level::info)) return;
+    if (ctx.log_every > 1 && (ctx.access_counter++ % ctx.log_every) != 0) return;
     log::info("access", {{"method", std::string_view(req.method_string())},
                          {"path", target},
                          {"status", status},
-                         {"duration_us", static_cast<std::int64_t>(seconds * 1e6)}});
+                         {"duration_us", us},
+                         {"request_id", meta.id},
+                         {"trace_id", meta.trace_id}});
 }
 
 struct header_read {
     boost::system::error_code ec;
-    bool folded = false;
+    const char* refusal = nullptr;  // a protocol 400 of our own, with this message
 };
 
 // Reads a request's header into `parser`. It counts every byte of the header against the
 // limit (Beast 1.81's own count leaves out the request line and, at times, fields already
-// parsed) and refuses obsolete line folding (RFC 9112 §5.2), which Beast would quietly unfold
-// where a proxy in front of us might not.
+// parsed) and the field lines against theirs, ignores empty lines before the request line,
+// refuses at once what cannot begin a request (a TLS ClientHello), and refuses obsolete line
+// folding (RFC 9112 §5.2), which Beast would quietly unfold where a proxy might not.
 asio::awaitable<header_read> read_header(beast::tcp_stream& stream, beast::flat_buffer& buffer,
                                          http::request_parser<http::string_body>& parser,
-                                         std::size_t limit) {
+                                         const limits& lim) {
+    const std::size_t limit = lim.max_header_bytes;
     std::size_t scanned = 0;  // bytes already searched: a trickling client costs no rescans
+    std::size_t lines = 0;    // line ends seen in those bytes
     bool bare_lf = false;
+    bool method_seen = false;
     for (;;) {
+        if (!method_seen) {
+            std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
+            auto start = classify_start(data);
+            buffer.consume(start.empty_lines);
+            if (start.refused)
+                co_return header_read{http::error::bad_method, "Malformed HTTP request"};
+            method_seen = start.method_seen;
+        }
         std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
         auto end = data.find("\r\n\r\n", scanned > 3 ? scanned - 3 : 0);
         auto head_size = end == std::string_view::npos ? data.size() : end + 2;
-        for (std::size_t i = scanned; i < head_size && !bare_lf; ++i)
-            bare_lf = data[i] == '\n' && (i == 0 || data[i - 1] != '\r');
-        scanned = data.size();
+        for (std::size_t i = scanned; i < head_size && !bare_lf; ++i) {
+            if (data[i] != '\n') continue;
+            bare_lf = i == 0 || data[i - 1] != '\r';
+            ++lines;
+        }
+        scanned = std::max(scanned, head_size);
+        // The request line is one line; every other line is a field.
+        if (lines > lim.max_header_fields + 1) co_return header_read{http::error::header_limit};
         if (end != std::string_view::npos || bare_lf) {
             if (end != std::string_view::npos && end + 4 > limit)
                 co_return header_read{http::error::header_limit};
@@ -150,16 +265,20 @@ asio::awaitable<header_read> read_header(beast::tcp_stream& stream, beast::flat_
             for (std::size_t i = 0; i + 2 < head.size(); ++i)
                 if (head[i] == '\r' && head[i + 1] == '\n' &&
                     (head[i + 2] == ' ' || head[i + 2] == '\t'))
-                    co_return header_read{http::error::bad_value, true};
+                    co_return header_read{http::error::bad_value,
+                                          "Obsolete line folding is not accepted"};
+            if (bare_lf)
+                co_return header_read{http::error::bad_line_ending, "Malformed HTTP request"};
             boost::system::error_code ec;
             auto used = parser.put(buffer.data(), ec);
             buffer.consume(used);
-            scanned = 0;
             if (ec == http::error::need_more && parser.is_header_done()) ec = {};
-            // Beast wants more although a header end is there (e.g. empty lines before the
-            // request line): read on, or refuse a bare LF it will never accept.
-            if (ec != http::error::need_more) co_return header_read{ec};
-            if (bare_lf) co_return header_read{http::error::bad_line_ending};
+            if (ec && ec != http::error::need_more)
+                co_return header_read{
+                    ec, ec == http::error::body_limit ? nullptr : "Malformed HTTP request"};
+            if (!ec) co_return header_read{};
+            scanned = 0;
+            lines = 0;
         }
         if (buffer.size() >= limit) co_return header_read{http::error::header_limit};
         auto room = std::min<std::size_t>(4096, limit + 4 - buffer.size());
@@ -169,21 +288,50 @@ asio::awaitable<header_read> read_header(beast::tcp_stream& stream, beast::flat_
     }
 }
 
+// Framing that Beast 1.81 accepts but a proxy in front of us might read otherwise, and the
+// Host rule of RFC 9112 §3.2. Returns the refusal's message, or nothing.
+std::optional<std::string_view> protocol_refusal(const request& header) {
+    std::string_view lengths[8], encodings[8];
+    std::size_t nl = 0, ne = 0, hosts = 0;
+    bool too_many = false;
+    for (const auto& f : header) {
+        if (f.name() == http::field::content_length) {
+            if (nl == 8)
+                too_many = true;
+            else
+                lengths[nl++] = f.value();
+        } else if (f.name() == http::field::transfer_encoding) {
+            if (ne == 8)
+                too_many = true;
+            else
+                encodings[ne++] = f.value();
+        } else if (f.name() == http::field::host) {
+            ++hosts;
+        }
+    }
+    auto fe = too_many ? framing_error::conflicting_content_length
+                       : check_framing({lengths, nl}, {encodings, ne}, header.version() < 11);
+    if (fe != framing_error::none) return describe(fe);
+    if (hosts > 1 || (hosts == 0 && header.version() >= 11))
+        return std::string_view("Exactly one Host header is required");
+    return std::nullopt;
+}
+
 asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx) {
-    auto slot = ctx.connections.insert(ctx.connections.end(), connection_slot{&stream, false});
+    slot_guard slot(ctx.connections, stream);
     const auto& lim = ctx.lim;
-    // Bounded: Beast 1.81 does not count chunk extensions or trailers against the body limit,
-    // so without a cap one connection could make us buffer whatever it sends.
-    beast::flat_buffer buffer(lim.max_header_bytes + lim.max_body_bytes + 16384);
+    beast::flat_buffer buffer(std::max(lim.max_header_bytes, max_chunk_line) + read_slack);
     auto& m = global_metrics();
 
     for (;;) {
-        // Idle phase: waiting for the first byte of the next request.
+        // Idle phase: waiting for the first byte of the next request, holding no more
+        // buffer than one small read needs.
         if (buffer.size() == 0) {
             if (ctx.draining) break;
+            buffer.shrink_to_fit();
             slot->idle = true;
             stream.expires_after(lim.idle_timeout);
-            auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), nothrow);
+            auto [ec, n] = co_await stream.async_read_some(buffer.prepare(idle_read), nothrow);
             slot->idle = false;
             if (ec) {
                 if (ec == beast::error::timeout) m.deadline_closes.fetch_add(1);
@@ -196,67 +344,53 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
         http::request_parser<http::string_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(lim.max_header_bytes));
         parser.body_limit(lim.max_body_bytes);
+        auto chunk_header = [&parser, &lim](std::uint64_t size, std::string_view extensions,
+                                            boost::system::error_code& ec) {
+            if (!acceptable_chunk_extensions(extensions)) {
+                ec = http::error::bad_chunk_extension;
+                return;
+            }
+            // Grow the body to what this chunk needs, never past the limit by doubling.
+            auto& body = parser.get().body();
+            auto need = body.size() + std::min<std::uint64_t>(size, lim.max_body_bytes);
+            if (need > body.capacity())
+                body.reserve(
+                    std::min<std::size_t>(std::max(need, 2 * body.capacity()), lim.max_body_bytes));
+        };
+        parser.on_chunk_header(chunk_header);
 
         stream.expires_after(lim.header_timeout);
-        auto [hec, folded] = co_await read_header(stream, buffer, parser, lim.max_header_bytes);
+        auto hr = co_await read_header(stream, buffer, parser, lim);
         const request& header = parser.get();
         const bool head = header.method() == http::verb::head;
+        const request_meta meta = identify(header, ctx.ids);
         routed r;
         std::optional<response> refusal;
-        if (hec == http::error::header_limit) {
+        if (hr.ec == http::error::header_limit) {
             refusal = ctx.svc.error(http::status::request_header_fields_too_large,
                                     "Request header fields too large");
-        } else if (hec == http::error::body_limit) {
+        } else if (hr.ec == http::error::body_limit) {
             // Beast checks a declared Content-Length against the limit with the header; the
             // route still answers first (contract order: 404/405, then 413).
             r = ctx.svc.route(header);
             refusal = r.early ? std::move(r.early)
                               : ctx.svc.error(http::status::payload_too_large, "Payload too large");
-        } else if (hec == beast::error::timeout) {
+        } else if (hr.ec == beast::error::timeout) {
             m.deadline_closes.fetch_add(1);
             break;
-        } else if (hec == http::error::end_of_stream || hec == asio::error::eof ||
-                   hec == asio::error::operation_aborted || hec == asio::error::connection_reset) {
+        } else if (hr.refusal) {
+            refusal = ctx.svc.error(http::status::bad_request, hr.refusal);
+        } else if (is_peer_gone(hr.ec)) {
             break;
-        } else if (folded) {
-            refusal =
-                ctx.svc.error(http::status::bad_request, "Obsolete line folding is not accepted");
-        } else if (hec) {
+        } else if (hr.ec) {
             refusal = ctx.svc.error(http::status::bad_request, "Malformed HTTP request");
+        } else if (auto why = protocol_refusal(header)) {
+            m.framing_refusals.fetch_add(1);
+            refusal = ctx.svc.error(http::status::bad_request, *why);
         }
         if (refusal) {
-            co_await answer_and_close(stream, std::move(*refusal), r.label, lim, head);
+            co_await answer_and_close(stream, std::move(*refusal), r.label, lim, meta, head);
             break;
-        }
-
-        // Framing that Beast 1.81 accepts but a proxy in front of us might read otherwise.
-        {
-            std::string_view lengths[8], encodings[8];
-            std::size_t nl = 0, ne = 0;
-            bool too_many = false;
-            for (const auto& f : header) {
-                if (f.name() == http::field::content_length) {
-                    if (nl == 8)
-                        too_many = true;
-                    else
-                        lengths[nl++] = f.value();
-                } else if (f.name() == http::field::transfer_encoding) {
-                    if (ne == 8)
-                        too_many = true;
-                    else
-                        encodings[ne++] = f.value();
-                }
-            }
-            auto fe = too_many
-                          ? framing_error::conflicting_content_length
-                          : check_framing({lengths, nl}, {encodings, ne}, header.version() < 11);
-            if (fe != framing_error::none) {
-                m.framing_refusals.fetch_add(1);
-                co_await answer_and_close(stream,
-                                          ctx.svc.error(http::status::bad_request, describe(fe)),
-                                          route_label::unmatched, lim, head);
-                break;
-            }
         }
 
         r = ctx.svc.route(header);
@@ -264,20 +398,23 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
             // A request that arrives once the drain began: the contract's 503, and we close.
             co_await answer_and_close(
                 stream, ctx.svc.error(http::status::service_unavailable, "Server is shutting down"),
-                r.label, lim, head);
+                r.label, lim, meta, head);
             break;
         }
+        // From SIGTERM on (the shutdown delay included), every response says close, so that
+        // proxies stop reusing the connection before we close it.
+        const bool closing = ctx.draining || global_readiness().draining();
         if (r.early) {
             auto& res = *r.early;
-            bool keep = header.keep_alive() && !has_body(header) && !ctx.draining;
+            bool keep = header.keep_alive() && !has_body(header) && !closing;
             res.version(header.version());
             res.keep_alive(keep);
-            double seconds = std::chrono::duration<double>(clock::now() - started).count();
-            m.request(r.label, res.result_int(), seconds);
-            access_log(ctx, header, res.result_int(), seconds);
-            co_await write_response(stream, res, lim, head);
+            auto took = clock::now() - started;
+            m.request(r.label, res.result_int(), std::chrono::duration<double>(took).count());
+            access_log(ctx, header, meta, res.result_int(), took);
+            co_await write_response(stream, res, lim, meta, head);
             if (!keep) {
-                if (has_body(header)) co_await linger(stream);  // its body is still coming
+                co_await linger(stream);  // a body, or a pipelined request, may be coming
                 break;
             }
             continue;
@@ -292,6 +429,7 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
                 (void)wn;
                 if (wec) break;
             }
+            const auto fields_before = field_count(header);
             stream.expires_after(lim.body_timeout);
             auto [bec, bn] = co_await http::async_read(stream, buffer, parser, nothrow);
             (void)bn;
@@ -300,46 +438,67 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
                     m.deadline_closes.fetch_add(1);
                     break;
                 }
-                if (bec == http::error::end_of_stream || bec == asio::error::eof ||
-                    bec == asio::error::connection_reset)
-                    break;
-                // Too much data, whether counted as body or as chunk framing around it.
-                bool too_large =
-                    bec == http::error::body_limit || bec == http::error::buffer_overflow;
-                auto res = too_large
+                if (is_peer_gone(bec)) break;
+                // A body over the limit is 413; broken chunk framing, a control character in
+                // a chunk extension, or chunk lines or trailers that outgrow the read buffer
+                // are a malformed body.
+                auto res = bec == http::error::body_limit
                                ? ctx.svc.error(http::status::payload_too_large, "Payload too large")
                                : ctx.svc.error(http::status::bad_request, "Malformed request body");
-                co_await answer_and_close(stream, std::move(res), r.label, lim, head);
+                co_await answer_and_close(stream, std::move(res), r.label, lim, meta, head);
+                break;
+            }
+            // Beast merges trailer fields into the header: a field a proxy never saw must not
+            // count (CONTRACT.md §1.3), so a request with trailers is refused.
+            if (field_count(parser.get()) != fields_before) {
+                m.framing_refusals.fetch_add(1);
+                co_await answer_and_close(
+                    stream,
+                    ctx.svc.error(http::status::bad_request, "Trailer fields are not accepted"),
+                    r.label, lim, meta, head);
                 break;
             }
         }
 
         request req = parser.release();
+        if (req[request_id_field] != meta.id) req.set(request_id_field, meta.id);
         // The deadline for store calls; their own timeouts keep a slow store from hanging us.
         stream.expires_never();
         std::optional<response> res;
         try {
             res = co_await ctx.svc.handle(req, r.route, clock::now() + lim.handler_timeout);
         } catch (const std::exception& e) {
-            log::error("handler_failed", {{"what", e.what()}});
+            log::error("handler_failed", {{"what", e.what()}, {"request_id", meta.id}});
         }
         if (!res) res = ctx.svc.error(http::status::internal_server_error, "Internal server error");
-        bool keep = req.keep_alive() && !ctx.draining;
+        bool keep = req.keep_alive() && !ctx.draining && !global_readiness().draining();
         res->version(req.version());
         res->keep_alive(keep);
-        double seconds = std::chrono::duration<double>(clock::now() - started).count();
+        auto took = clock::now() - started;
         if (ctx.count_in_metrics || r.label != route_label::unmatched)
-            m.request(r.label, res->result_int(), seconds);
-        access_log(ctx, req, res->result_int(), seconds);
-        co_await write_response(stream, *res, lim);
-        if (!keep || !stream.socket().is_open()) break;
+            m.request(r.label, res->result_int(), std::chrono::duration<double>(took).count());
+        access_log(ctx, req, meta, res->result_int(), took);
+        co_await write_response(stream, *res, lim, meta);
+        if (!stream.socket().is_open()) break;
+        if (!keep) {
+            co_await linger(stream);  // a request pipelined behind this one gets no reset
+            break;
+        }
     }
-    ctx.connections.erase(slot);
     close_gracefully(stream);
 }
 
 // Answers a connection past the cap with a 503 and closes it, without a coroutine.
-void refuse(asio::ip::tcp::socket& socket, const std::string& canned) {
+void refuse(asio::ip::tcp::socket& socket, service& svc, request_ids& ids) {
+    auto res = svc.error(http::status::service_unavailable, "Too many connections");
+    res.version(11);
+    res.keep_alive(false);
+    res.set(http::field::date, http_date());
+    res.set(request_id_field, ids.next());
+    res.prepare_payload();
+    std::ostringstream out;
+    out << res;
+    auto canned = out.str();
     boost::system::error_code ec;
     socket.non_blocking(true, ec);
     socket.write_some(asio::buffer(canned), ec);
@@ -347,20 +506,61 @@ void refuse(asio::ip::tcp::socket& socket, const std::string& canned) {
     socket.close(ec);
 }
 
-std::string serialize(response res) {
-    res.version(11);
-    res.keep_alive(false);
-    res.prepare_payload();
-    std::ostringstream out;
-    out << res;
-    return out.str();
+// One listener's accept loop, the same for the API workers and the admin port: a cap on
+// open connections (503 past it), a pause after an accept error such as EMFILE so that the
+// thread keeps serving what it has, and no exception left to escape: if anything throws,
+// the acceptor is closed, so the kernel stops handing it connections nobody would accept.
+template <typename Spawn>
+asio::awaitable<void> accept_connections(asio::ip::tcp::acceptor& acceptor, std::size_t cap,
+                                         std::function<std::size_t()> open, service& svc,
+                                         request_ids& ids, Spawn spawn, std::string_view name) {
+    auto& m = global_metrics();
+    try {
+        for (;;) {
+            auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+            if (ec) {
+                if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+                log::warn("accept_failed", {{"listener", name}, {"error", ec.message()}});
+                asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(50));
+                co_await pause.async_wait(nothrow);
+                continue;
+            }
+            if (open() >= cap) {
+                m.connections_refused.fetch_add(1, std::memory_order_relaxed);
+                refuse(socket, svc, ids);
+                continue;
+            }
+            boost::system::error_code opt;
+            socket.set_option(asio::ip::tcp::no_delay(true), opt);
+            spawn(std::move(socket));
+        }
+    } catch (const std::exception& e) {
+        log::error("accept_loop_failed", {{"listener", name}, {"what", e.what()}});
+    }
+    boost::system::error_code ignored;
+    acceptor.close(ignored);
 }
 
 }  // namespace
 
+memory_bound connection_memory_bound(const limits& lim) {
+    // Measured by tests/e2e/memory_test.cpp; see docs/operations.md for the parts.
+    const std::size_t buffer = std::max(lim.max_header_bytes, max_chunk_line) + read_slack;
+    const std::size_t fields = lim.max_header_bytes + lim.max_header_fields * 128;
+    const std::size_t frames = 16384;  // coroutine frames, the stream, the parser
+    // The body as read (capacity capped at the limit) and the largest answer: a project
+    // whose every character is escaped as \u00XX in JSON is 6 bytes per code point.
+    const std::size_t answer = 6 * 10255 + 1024;
+    return {buffer + fields + frames + lim.max_body_bytes + answer, idle_read + frames};
+}
+
 class worker {
   public:
-    worker(unsigned index, const limits& lim) : index_(index), limits_(lim), ioc_(1) {}
+    worker(unsigned index, const limits& lim)
+        : index_(index),
+          limits_(lim),
+          log_every_(access_log_every(lim.access_log_sample)),
+          ioc_(1) {}
 
     void bind(const asio::ip::tcp::endpoint& ep, bool reuse_port) {
         acceptor_.emplace(open_acceptor(ioc_, ep, reuse_port));
@@ -369,11 +569,32 @@ class worker {
 
     void start(server::service_factory& make) {
         service_ = make(ioc_, index_);
-        refusal_ =
-            serialize(service_->error(http::status::service_unavailable, "Too many connections"));
-        asio::co_spawn(ioc_, accept_loop(), [](std::exception_ptr e) {
-            if (e) log::error("accept_loop_failed");
-        });
+        auto open = [] {
+            return static_cast<std::size_t>(
+                global_metrics().open_connections.load(std::memory_order_relaxed));
+        };
+        auto spawn = [this](asio::ip::tcp::socket socket) {
+            auto& m = global_metrics();
+            m.open_connections.fetch_add(1, std::memory_order_relaxed);
+            m.connections_total.fetch_add(1, std::memory_order_relaxed);
+            ++live_;
+            asio::co_spawn(ioc_,
+                           run_connection(beast::tcp_stream(std::move(socket)),
+                                          loop_context{*service_, limits_, connections_, draining_,
+                                                       true, log_every_, access_counter_, ids_}),
+                           [this](std::exception_ptr e) {
+                               if (e) log::error("connection_failed");
+                               global_metrics().open_connections.fetch_sub(1);
+                               --live_;
+                               maybe_finish();
+                           });
+        };
+        asio::co_spawn(ioc_,
+                       accept_connections(*acceptor_, limits_.max_connections, open, *service_,
+                                          ids_, spawn, "api"),
+                       [](std::exception_ptr e) {
+                           if (e) log::error("accept_loop_failed", {{"listener", "api"}});
+                       });
     }
 
     void run() { ioc_.run(); }
@@ -392,41 +613,6 @@ class worker {
     void stop() { ioc_.stop(); }
 
   private:
-    asio::awaitable<void> accept_loop() {
-        auto& m = global_metrics();
-        for (;;) {
-            auto [ec, socket] = co_await acceptor_->async_accept(nothrow);
-            if (ec) {
-                if (ec == asio::error::operation_aborted || !acceptor_->is_open()) break;
-                // EMFILE and friends: keep serving the connections we have.
-                log::warn("accept_failed", {{"error", ec.message()}});
-                asio::steady_timer pause(ioc_, std::chrono::milliseconds(50));
-                co_await pause.async_wait(nothrow);
-                continue;
-            }
-            if (static_cast<std::size_t>(m.open_connections.load(std::memory_order_relaxed)) >=
-                limits_.max_connections) {
-                m.connections_refused.fetch_add(1, std::memory_order_relaxed);
-                refuse(socket, refusal_);
-                continue;
-            }
-            socket.set_option(asio::ip::tcp::no_delay(true));
-            m.open_connections.fetch_add(1, std::memory_order_relaxed);
-            m.connections_total.fetch_add(1, std::memory_order_relaxed);
-            ++live_;
-            asio::co_spawn(ioc_,
-                           run_connection(beast::tcp_stream(std::move(socket)),
-                                          loop_context{*service_, limits_, connections_, draining_,
-                                                       true, access_counter_}),
-                           [this](std::exception_ptr e) {
-                               if (e) log::error("connection_failed");
-                               global_metrics().open_connections.fetch_sub(1);
-                               --live_;
-                               maybe_finish();
-                           });
-        }
-    }
-
     void maybe_finish() {
         if (draining_ && live_ == 0 && !finished_) {
             finished_ = true;
@@ -436,12 +622,13 @@ class worker {
 
     unsigned index_;
     const limits& limits_;
+    std::uint64_t log_every_;
     asio::io_context ioc_;
     std::optional<asio::ip::tcp::acceptor> acceptor_;
     std::unique_ptr<service> service_;
-    std::string refusal_;
     // Touched only on this worker's thread: no strand and no lock needed.
     std::list<connection_slot> connections_;
+    request_ids ids_;
     bool draining_ = false;
     bool finished_ = false;
     std::size_t live_ = 0;
@@ -493,40 +680,41 @@ void server::join() {
     threads_.clear();
 }
 
+// The admin port keeps serving through the whole drain (probes and scrapes until the
+// process exits), so it has no draining state of its own.
 struct admin_listener::state {
-    state(asio::io_context& ioc, const listen_spec& where, limits lim, service& svc)
-        : acceptor(open_acceptor(ioc, resolve_endpoint(where), false)), lim(lim), svc(svc) {}
+    state(asio::io_context& ioc, const listen_spec& where, limits l, service& s)
+        : acceptor(open_acceptor(ioc, resolve_endpoint(where), false)), lim(l), svc(s) {}
     asio::ip::tcp::acceptor acceptor;
     limits lim;
     service& svc;
     std::list<connection_slot> connections;
-    bool draining = false;
+    const bool draining = false;
     std::uint64_t access_counter = 0;
+    request_ids ids;
 };
 
 admin_listener::admin_listener(asio::io_context& ioc, const listen_spec& where, limits lim,
                                service& svc)
     : state_(std::make_shared<state>(ioc, where, lim, svc)) {
-    state_->lim.access_log_sample = 0;  // probes and scrapes would drown the access log
-    asio::co_spawn(
-        ioc,
-        [s = state_]() -> asio::awaitable<void> {
-            for (;;) {
-                auto [ec, socket] = co_await s->acceptor.async_accept(nothrow);
-                if (ec) {
-                    if (!s->acceptor.is_open()) co_return;
-                    continue;
-                }
-                asio::co_spawn(s->acceptor.get_executor(),
-                               run_connection(beast::tcp_stream(std::move(socket)),
-                                              loop_context{s->svc, s->lim, s->connections,
-                                                           s->draining, false, s->access_counter}),
-                               [s](std::exception_ptr) {});
-            }
-        },
-        [](std::exception_ptr e) {
-            if (e) log::error("admin_accept_failed");
-        });
+    auto s = state_;
+    auto open = [s] { return s->connections.size(); };
+    auto spawn = [s](asio::ip::tcp::socket socket) {
+        // Probes and scrapes would drown the access log: none for the admin port.
+        asio::co_spawn(s->acceptor.get_executor(),
+                       run_connection(beast::tcp_stream(std::move(socket)),
+                                      loop_context{s->svc, s->lim, s->connections, s->draining,
+                                                   false, 0, s->access_counter, s->ids}),
+                       [s](std::exception_ptr e) {
+                           if (e) log::error("connection_failed", {{"listener", "admin"}});
+                       });
+    };
+    asio::co_spawn(ioc,
+                   accept_connections(s->acceptor, s->lim.max_admin_connections, open, s->svc,
+                                      s->ids, spawn, "admin"),
+                   [](std::exception_ptr e) {
+                       if (e) log::error("accept_loop_failed", {{"listener", "admin"}});
+                   });
 }
 
 admin_listener::~admin_listener() {

@@ -328,7 +328,7 @@ BOOST_AUTO_TEST_CASE(sigterm_drains_requests_in_flight_and_exits_zero) {
     for (int i = 0; i < 500 && !waiting; ++i)
         waiting = stores::psql(
                       "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                      "'Lock' AND query LIKE 'UPDATE neptun_user_project%'") != "0";
+                      "'Lock' AND query LIKE '%UPDATE neptun_user_project%'") != "0";
     BOOST_REQUIRE(waiting);
     s.srv.process.signal(SIGTERM);
     BOOST_REQUIRE(s.srv.process.wait_for_log("event=shutdown_requested", 5s));

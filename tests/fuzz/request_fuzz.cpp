@@ -20,6 +20,7 @@
 #include "fuzz_support.hpp"
 #include "neptun/http/router.hpp"
 #include "neptun/net/framing.hpp"
+#include "neptun/net/protocol.hpp"
 #include "neptun/projects/ids.hpp"
 
 namespace {
@@ -237,6 +238,16 @@ void print(const std::vector<outcome>& requests, const char* how) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     auto input = neptun::fuzz::as_text(data, size);
+    // The edge's own rules: judging a prefix never contradicts judging the whole, and
+    // nothing they accept holds a control character where the contract forbids one.
+    auto start = neptun::net::classify_start(input);
+    NEPTUN_FUZZ_CHECK(start.empty_lines <= input.size() && start.empty_lines % 2 == 0);
+    if (neptun::net::classify_start(input.substr(0, size / 2)).refused)
+        NEPTUN_FUZZ_CHECK(start.refused);
+    if (neptun::net::acceptable_chunk_extensions(input))
+        NEPTUN_FUZZ_CHECK(input.find_first_of(std::string_view("\r\n\0", 3)) ==
+                          std::string_view::npos);
+    if (auto trace = neptun::net::trace_id_of(input)) NEPTUN_FUZZ_CHECK(trace->size() == 32);
     std::vector<outcome> at_once, in_pieces;
     bool comparable = run_connection(input, std::max<std::size_t>(size, 1), at_once);
     // How TCP cut the stream must not change what the requests are.

@@ -42,6 +42,7 @@ struct config {
 
     std::size_t max_connections = 10000;
     std::size_t max_header_bytes = 8192;
+    std::size_t max_header_fields = 100;
     std::size_t max_body_bytes = 65536;
 
     milliseconds header_timeout{10000};

@@ -34,6 +34,7 @@ using clock = std::chrono::steady_clock;
 
 struct limits {
     std::size_t max_header_bytes = 8192;
+    std::size_t max_header_fields = 100;  // lines after the request line (431 past it)
     std::size_t max_body_bytes = 65536;
     std::size_t max_connections = 10000;
     std::chrono::milliseconds header_timeout{10000};
@@ -42,7 +43,15 @@ struct limits {
     std::chrono::milliseconds write_timeout{10000};
     std::chrono::milliseconds idle_timeout{30000};
     double access_log_sample = 1.0;
+    std::size_t max_admin_connections = 64;
 };
+
+// What one connection may hold at most, from `limits` (docs/operations.md explains it).
+struct memory_bound {
+    std::size_t active;  // while a request is read, handled and answered
+    std::size_t idle;    // between requests on a keep-alive connection
+};
+memory_bound connection_memory_bound(const limits& lim);
 
 // What routing decided from a request's header, before its body is read.
 struct routed {

@@ -52,7 +52,8 @@ free_port() {
 
 # as_postgres CMD...: PostgreSQL refuses to run as root, so its tools run as `postgres`.
 as_postgres() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From /: the postgres user may not be able to enter the current folder (root's home).
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # start_redis DIR PORT: a Redis on 127.0.0.1:PORT whose files live in DIR.

@@ -5,7 +5,9 @@
 # line that updates the project, and serves in the foreground. Ctrl-C stops everything.
 #
 # Ports and places (environment):
-#   NEPTUN_LOCAL_DIR          where the stores keep their data   (default: <repo>/.local)
+#   NEPTUN_LOCAL_DIR          where the stores keep their data   (default: <repo>/.local;
+#                             PostgreSQL's cluster goes to /var/lib/neptun-local/<id>/pg
+#                             when the postgres user cannot enter it, as in /root)
 #   NEPTUN_LOCAL_REDIS_PORT   Redis on 127.0.0.1                 (default: 6390)
 #   NEPTUN_LOCAL_PG_PORT      PostgreSQL on 127.0.0.1            (default: 5442)
 #   NEPTUN_LOCAL_API_PORT     the API on 127.0.0.1               (default: 8080)
@@ -28,27 +30,31 @@ BIN=$ROOT/build/release/neptun-api
 
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
+PG_DIR=$DIR/pg
+# PostgreSQL runs as the postgres user, who cannot enter a clone in root's home folder
+# (mode 700): then its cluster lives under /var/lib/neptun-local, one folder per clone.
 if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$DIR"; then
-  echo "PostgreSQL runs as the postgres user, who cannot enter $DIR." >&2
-  echo "Set NEPTUN_LOCAL_DIR to a folder it can reach, e.g. NEPTUN_LOCAL_DIR=/var/tmp/neptun." >&2
-  exit 1
+  PG_DIR=/var/lib/neptun-local/$(printf '%s' "$DIR" | sha256sum | cut -c1-12)/pg
+  mkdir -p "$(dirname "$PG_DIR")"
+  chmod 755 /var/lib/neptun-local "$(dirname "$PG_DIR")"
+  log_step "the postgres user cannot enter $DIR: PostgreSQL's cluster is kept in $PG_DIR"
 fi
 
 stop_all() {
   trap - EXIT INT TERM
   set +e
-  log_step "stopping Redis and PostgreSQL (data stays in $DIR)"
+  log_step "stopping Redis and PostgreSQL (data stays in $DIR and $PG_DIR)"
   stop_redis "$DIR/redis"
-  stop_postgres "$DIR/pg"
+  stop_postgres "$PG_DIR"
 }
 trap stop_all EXIT
 # Ctrl-C reaches the server too (same process group): it drains and exits, then we clean up.
 trap 'exit 130' INT TERM
 
-log_step "starting Redis on 127.0.0.1:$REDIS_PORT and PostgreSQL on 127.0.0.1:$PG_PORT under $DIR"
+log_step "starting Redis on 127.0.0.1:$REDIS_PORT (in $DIR/redis) and PostgreSQL on 127.0.0.1:$PG_PORT (in $PG_DIR)"
 stop_redis "$DIR/redis"
 start_redis "$DIR/redis" "$REDIS_PORT"
-start_postgres "$DIR/pg" "$PG_PORT"
+start_postgres "$PG_DIR" "$PG_PORT"
 
 export NEPTUN_DATABASE_URL="postgresql://postgres@127.0.0.1:$PG_PORT/neptun"
 export NEPTUN_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"

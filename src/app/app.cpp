@@ -211,7 +211,10 @@ int run(const std::vector<std::string>& args, const std::map<std::string, std::s
     net::log::configure(
         level, cfg.log_fmt == log_format::json ? net::log::format::json : net::log::format::logfmt);
     std::signal(SIGPIPE, SIG_IGN);  // hiredis writes with write(2); a closed peer is an error code
-    return serve(cfg);
+    net::log::start_async();
+    int code = serve(cfg);
+    net::log::stop_async();
+    return code;
 }
 
 }  // namespace neptun::app

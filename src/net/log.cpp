@@ -6,8 +6,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <ctime>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 namespace neptun::net::log {
 namespace {
@@ -133,19 +137,110 @@ std::string format_line(level l, std::string_view event, std::initializer_list<f
     return out;
 }
 
-void write(level l, std::string_view event, std::initializer_list<field> fields) {
-    if (!enabled(l)) return;
-    auto line = format_line(l, event, fields,
-                            static_cast<format>(g_format.load(std::memory_order_relaxed)));
-    // One write() per line keeps lines from different threads whole.
-    const char* p = line.data();
-    std::size_t left = line.size();
+namespace {
+
+// One write() per call keeps lines from different threads whole.
+void write_all(std::string_view text) {
+    const char* p = text.data();
+    std::size_t left = text.size();
     while (left > 0) {
         ssize_t n = ::write(STDERR_FILENO, p, left);
         if (n <= 0) break;
         p += n;
         left -= static_cast<std::size_t>(n);
     }
+}
+
+// The asynchronous sink: I/O threads append formatted lines to a bounded buffer under a
+// short lock and never wait for stderr; one writer thread hands whole batches to write(2).
+// Past the bound, new lines are dropped and counted, so a slow log pipe never slows a
+// request (the lines already queued, errors among them, are kept).
+class async_sink {
+  public:
+    void start(std::size_t max_bytes) {
+        std::lock_guard lock(mutex_);
+        if (running_) return;
+        max_bytes_ = max_bytes;
+        running_ = true;
+        writer_ = std::thread([this] { drain(); });
+    }
+    bool running() const { return running_.load(std::memory_order_acquire); }
+
+    void push(std::string_view line) {
+        {
+            std::lock_guard lock(mutex_);
+            if (queued_.size() + line.size() > max_bytes_) {
+                dropped_.fetch_add(1, std::memory_order_relaxed);
+                return;
+            }
+            queued_ += line;
+        }
+        wake_.notify_one();
+    }
+
+    void stop() {
+        {
+            std::lock_guard lock(mutex_);
+            if (!running_) return;
+            running_ = false;
+        }
+        wake_.notify_one();
+        writer_.join();
+    }
+
+    std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+
+  private:
+    void drain() {
+        std::string batch;
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            wake_.wait(lock, [this] { return !queued_.empty() || !running_; });
+            if (queued_.empty() && !running_) return;
+            batch.swap(queued_);
+            lock.unlock();
+            write_all(batch);
+            batch.clear();
+            lock.lock();
+        }
+    }
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::string queued_;
+    std::size_t max_bytes_ = 0;
+    std::atomic<bool> running_{false};
+    std::atomic<std::uint64_t> dropped_{0};
+    std::thread writer_;
+};
+
+async_sink& sink() {
+    static async_sink s;
+    return s;
+}
+
+}  // namespace
+
+void start_async(std::size_t max_queued_bytes) {
+    sink().start(max_queued_bytes);
+}
+
+void stop_async() {
+    sink().stop();
+}
+
+std::uint64_t dropped_lines() {
+    return sink().dropped();
+}
+
+void write(level l, std::string_view event, std::initializer_list<field> fields) {
+    if (!enabled(l)) return;
+    auto line = format_line(l, event, fields,
+                            static_cast<format>(g_format.load(std::memory_order_relaxed)));
+    if (sink().running())
+        sink().push(line);
+    else
+        write_all(line);
 }
 
 }  // namespace neptun::net::log

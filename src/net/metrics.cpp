@@ -1,5 +1,7 @@
 #include "neptun/net/metrics.hpp"
 
+#include "neptun/net/log.hpp"
+
 #include <chrono>
 #include <cstdio>
 
@@ -144,6 +146,9 @@ std::string metrics::render(bool ready, bool redis_up, bool pg_up) const {
     counter(out, "neptun_deadline_closes_total",
             "Connections closed because a read, write or idle deadline passed.",
             static_cast<double>(deadline_closes.load(std::memory_order_relaxed)));
+    counter(out, "neptun_log_lines_dropped_total",
+            "Log lines dropped because the log queue was full (stderr too slow).",
+            static_cast<double>(log::dropped_lines()));
     counter(out, "neptun_framing_refusals_total",
             "Requests refused with 400 for ambiguous or malformed framing.",
             static_cast<double>(framing_refusals.load(std::memory_order_relaxed)));

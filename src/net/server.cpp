@@ -202,22 +202,29 @@ void access_log(const loop_context& ctx, const request& req, const request_meta&
     auto target = std::string_view(req.target());
     target = target.substr(0, target.find('?'));  // the query is not ours to log
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
-    if (took >= slow_request) {
-        log::warn("slow_request", {{"method", std::string_view(req.method_string())},
-                                   {"path", target},
-                                   {"status", status},
-                                   {"duration_us", us},
-                                   {"request_id", meta.id},
-                                   {"trace_id", meta.trace_id}});
-    }
+    auto line = [&](log::level l, std::string_view event) {
+        auto method = std::string_view(req.method_string());
+        if (meta.trace_id.empty())
+            log::write(l, event,
+                       {{"method", method},
+                        {"path", target},
+                        {"status", status},
+                        {"duration_us", us},
+                        {"request_id", meta.id}});
+        else
+            log::write(l, event,
+                       {{"method", method},
+                        {"path", target},
+                        {"status", status},
+                        {"duration_us", us},
+                        {"request_id", meta.id},
+                        {"trace_id", meta.trace_id}});
+    };
+    if (took >= slow_request && log::enabled(log::level::warn))
+        line(log::level::warn, "slow_request");
     if (ctx.log_every == 0 || !log::enabled(log::level::info)) return;
     if (ctx.log_every > 1 && (ctx.access_counter++ % ctx.log_every) != 0) return;
-    log::info("access", {{"method", std::string_view(req.method_string())},
-                         {"path", target},
-                         {"status", status},
-                         {"duration_us", us},
-                         {"request_id", meta.id},
-                         {"trace_id", meta.trace_id}});
+    line(log::level::info, "access");
 }
 
 struct header_read {

@@ -39,6 +39,14 @@ std::string format_line(level l, std::string_view event, std::initializer_list<f
 
 void write(level l, std::string_view event, std::initializer_list<field> fields = {});
 
+// From start_async() on, write() only queues the line (at most `max_queued_bytes`; past
+// that, lines are dropped and counted) and one writer thread writes the queue to stderr, so
+// no I/O thread ever blocks on the log. stop_async() writes what is queued and returns.
+// Before start_async() (and after stop_async()) every line is written at once.
+void start_async(std::size_t max_queued_bytes = 4u << 20);
+void stop_async();
+std::uint64_t dropped_lines();
+
 inline void debug(std::string_view e, std::initializer_list<field> f = {}) {
     if (enabled(level::debug)) write(level::debug, e, f);
 }

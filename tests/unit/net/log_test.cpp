@@ -2,9 +2,13 @@
 // or forge a field.
 #include <boost/test/unit_test.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "neptun/net/log.hpp"
 
@@ -158,6 +162,38 @@ BOOST_AUTO_TEST_CASE(configure_sets_the_minimum_level) {
     log::configure(log::level::info, log::format::logfmt);  // the process default
     BOOST_TEST(!log::enabled(log::level::debug));
     BOOST_TEST(log::enabled(log::level::info));
+}
+
+BOOST_AUTO_TEST_CASE(the_async_sink_never_blocks_and_counts_what_it_drops) {
+    // stderr becomes a pipe nobody reads yet: the writer thread blocks on it, the queue
+    // fills up, and write() must still return at once, dropping and counting.
+    int pipefd[2];
+    BOOST_REQUIRE(::pipe2(pipefd, O_CLOEXEC) == 0);
+    int saved = ::dup(STDERR_FILENO);
+    ::dup2(pipefd[1], STDERR_FILENO);
+    auto dropped_before = log::dropped_lines();
+    log::start_async(4096);
+    constexpr int lines = 5000;  // ~80 bytes each: far more than the pipe and the queue hold
+    for (int i = 0; i < lines; ++i) log::write(log::level::info, "queued", {{"n", i}});
+    auto dropped = log::dropped_lines() - dropped_before;
+    // Let the writer finish: read the pipe on another thread while stop_async() flushes.
+    std::string got;
+    std::thread reader([&] {
+        char buf[65536];
+        ssize_t n;
+        while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0)
+            got.append(buf, static_cast<std::size_t>(n));
+    });
+    log::stop_async();
+    ::dup2(saved, STDERR_FILENO);
+    ::close(saved);
+    ::close(pipefd[1]);
+    reader.join();
+    ::close(pipefd[0]);
+    auto written = static_cast<std::uint64_t>(std::count(got.begin(), got.end(), '\n'));
+    BOOST_TEST(dropped > 0u);
+    BOOST_TEST(written + dropped == static_cast<std::uint64_t>(lines));  // nothing else lost
+    BOOST_TEST(got.find("event=queued n=0\n") != std::string::npos);     // the oldest kept
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -146,6 +146,14 @@ std::string metrics::render(bool ready, bool redis_up, bool pg_up) const {
     counter(out, "neptun_deadline_closes_total",
             "Connections closed because a read, write or idle deadline passed.",
             static_cast<double>(deadline_closes.load(std::memory_order_relaxed)));
+    out +=
+        "# HELP neptun_connection_memory_bound_bytes Memory one connection may hold at most "
+        "(active: a request in progress; idle: between requests).\n"
+        "# TYPE neptun_connection_memory_bound_bytes gauge\n";
+    out += "neptun_connection_memory_bound_bytes{state=\"active\"} " +
+           std::to_string(memory_bound_active.load(std::memory_order_relaxed)) + "\n";
+    out += "neptun_connection_memory_bound_bytes{state=\"idle\"} " +
+           std::to_string(memory_bound_idle.load(std::memory_order_relaxed)) + "\n";
     counter(out, "neptun_log_lines_dropped_total",
             "Log lines dropped because the log queue was full (stderr too slow).",
             static_cast<double>(log::dropped_lines()));

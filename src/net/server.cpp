@@ -657,6 +657,9 @@ server::~server() {
 
 void server::start(std::function<void()> on_stopped) {
     on_stopped_ = std::move(on_stopped);
+    auto bound = connection_memory_bound(limits_);
+    global_metrics().memory_bound_active.store(static_cast<std::int64_t>(bound.active));
+    global_metrics().memory_bound_idle.store(static_cast<std::int64_t>(bound.idle));
     auto ep = resolve_endpoint(api_);
     bool many = workers_.size() > 1;
     workers_[0]->bind(ep, many);

@@ -534,17 +534,6 @@ async function check_overlay(name, dir, help, image) {
     return { problems: p, note: `${lim} cores -> ${Math.ceil(quantity(lim))} threads` };
   });
 
-  await check(`${prefix} worst-case request buffers fit in the memory limit`, () => {
-    const conns = Number(f.setting('NEPTUN_MAX_CONNECTIONS'));
-    const per = Number(f.setting('NEPTUN_MAX_HEADER_BYTES')) + Number(f.setting('NEPTUN_MAX_BODY_BYTES'));
-    const limit = quantity(((f.ctr.resources || {}).limits || {}).memory);
-    if (![conns, per, limit].every(Number.isFinite)) return ['NEPTUN_MAX_CONNECTIONS, NEPTUN_MAX_HEADER_BYTES, NEPTUN_MAX_BODY_BYTES or the memory limit has no value'];
-    const worst = conns * per;
-    const mib = (x) => `${Math.round(x / 2 ** 20)} MiB`;
-    if (worst > buffer_memory_share * limit) return [`${conns} connections x ${per} bytes = ${mib(worst)} > ${buffer_memory_share * 100}% of the memory limit ${mib(limit)}: lower NEPTUN_MAX_CONNECTIONS or raise the limit`];
-    return { problems: [], note: `${mib(worst)} of ${mib(limit)}` };
-  });
-
   await check(`${prefix} pods are non-root, read-only, unprivileged`, () => [
     ...security_problems('Deployment', f.pod, f.ctr, image.uid),
     ...security_problems('Job', f.jpod, f.jctr, image.uid),
@@ -909,6 +898,7 @@ async function check_live(name, objs, help) {
   const exit = new Promise((resolve) => child.on('exit', (code, signal) => { exited = { code, signal, at: Date.now() }; resolve(exited); }));
   const tail = () => (output.trim() ? output.trim().split('\n').slice(-8).map((l) => `  | ${l}`) : ['(no output)']);
   let metrics;
+  let worst_case_note = '';
 
   try {
     let up = false;
@@ -936,6 +926,16 @@ async function check_live(name, objs, help) {
       if (m.status !== 200) p.push(`/metrics answered ${m.status}`);
       if (!/^text\/plain/.test(m.headers['content-type'] || '')) p.push(`/metrics Content-Type is ${m.headers['content-type']}`);
       metrics = new Set([...m.body.matchAll(/^# TYPE (\S+) \S+/gm)].map((x) => x[1]));
+      // The server's own worst case per connection with these settings (the bound that
+      // tests/e2e/memory_test.cpp measures) times the connection cap must fit the limit.
+      const bound = m.body.match(/^neptun_connection_memory_bound_bytes\{state="active"\} (\d+)$/m);
+      const conns = Number(f.setting('NEPTUN_MAX_CONNECTIONS'));
+      const limit = quantity(((f.ctr.resources || {}).limits || {}).memory);
+      const mib = (x) => `${Math.round(x / 2 ** 20)} MiB`;
+      if (!bound) p.push('/metrics has no neptun_connection_memory_bound_bytes{state="active"}');
+      else if (!(conns * Number(bound[1]) <= buffer_memory_share * limit))
+        p.push(`${conns} connections x ${bound[1]} bytes = ${mib(conns * Number(bound[1]))} > ${buffer_memory_share * 100}% of the memory limit ${mib(limit)}: lower NEPTUN_MAX_CONNECTIONS or raise the limit`);
+      else worst_case_note = `, worst case ${mib(conns * Number(bound[1]))} of ${mib(limit)}`;
       for (const n of promised_metrics) if (!metrics.has(n)) p.push(`/metrics has no "# TYPE ${n}" family`);
       for (const pth of ['/livez', '/readyz', '/metrics']) {
         const r = await get(api, pth);
@@ -943,7 +943,7 @@ async function check_live(name, objs, help) {
       }
       const a = await get(api, '/api/users/1/projects/1');
       if (a.status !== 401) p.push(`GET /api/users/1/projects/1 without a cookie on the API port answered ${a.status}, expected 401`);
-      return { problems: p, note: `${metrics.size} metric families` };
+      return { problems: p, note: `${metrics.size} metric families${worst_case_note}` };
     });
 
     await check(`${prefix} drains on SIGTERM`, async () => {

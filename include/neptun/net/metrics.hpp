@@ -43,6 +43,9 @@ struct metrics {
     std::atomic<std::int64_t> open_connections{0};
     std::atomic<std::uint64_t> connections_total{0};
     std::atomic<std::uint64_t> connections_refused{0};
+    // connection_memory_bound() of the running limits, for operators and the deploy check.
+    std::atomic<std::int64_t> memory_bound_active{0};
+    std::atomic<std::int64_t> memory_bound_idle{0};
     std::atomic<std::uint64_t> deadline_closes{0};
     std::atomic<std::uint64_t> framing_refusals{0};
 

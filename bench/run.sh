@@ -23,6 +23,7 @@
 #                      for developing this harness against a stand-in
 #   --no-build         do not build; use build/release/neptun-api as it is
 #   --keep             keep the stores' data files (logs are always kept)
+#   --no-log-off       skip the second run of ours with the access log off (ours-nolog)
 #   -h, --help
 #
 # Loopback only. Every process it starts is stopped on exit; the logs stay in the folder
@@ -46,6 +47,7 @@ PEER_CMD=""
 SERVER_CMD=""
 BUILD=1
 KEEP=0
+LOG_OFF_TOO=1
 SESSION_PREFIX="neptun:session:"
 OURS_BIN="$NEPTUN_ROOT/build/release/neptun-api"
 
@@ -72,6 +74,7 @@ while [ $# -gt 0 ]; do
     --idle-silent) IDLE_SILENT=1; shift ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=1; shift ;;
+    --no-log-off) LOG_OFF_TOO=0; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument '$arg'" ;;
   esac
@@ -295,16 +298,18 @@ printf '{"kind":"ceiling","name":"redis_get_rps","value":%s}\n' "$rps" >>"$MEASU
 
 # --- servers -------------------------------------------------------------------------------
 
-start_server() { # NAME COMMAND
+start_server() { # NAME COMMAND [VAR=VALUE...]
   local name=$1 cmd=$2
+  shift 2
   PORT[$name]=$(new_port)
   ADMIN[$name]=$(new_port)
-  log_step "starting $name: $cmd (127.0.0.1:${PORT[$name]}, admin 127.0.0.1:${ADMIN[$name]})"
+  log_step "starting $name: $cmd ${*:-}(127.0.0.1:${PORT[$name]}, admin 127.0.0.1:${ADMIN[$name]})"
   # setsid: a session (and process group) of its own, so stop_server reaches its children.
+  # Logs go to a file, as they would to a container runtime's pipe.
   env NEPTUN_LISTEN="127.0.0.1:${PORT[$name]}" NEPTUN_ADMIN_LISTEN="127.0.0.1:${ADMIN[$name]}" \
     NEPTUN_REDIS_URL="$REDIS_URL" NEPTUN_DATABASE_URL="$DATABASE_URL" \
-    NEPTUN_SESSION_PREFIX="$SESSION_PREFIX" NEPTUN_ACCESS_LOG_SAMPLE=0 NEPTUN_LOG_LEVEL=warn \
-    NEPTUN_IDLE_TIMEOUT_MS=600000 NEPTUN_MAX_CONNECTIONS=20000 \
+    NEPTUN_SESSION_PREFIX="$SESSION_PREFIX" \
+    NEPTUN_IDLE_TIMEOUT_MS=600000 NEPTUN_MAX_CONNECTIONS=20000 "$@" \
     setsid bash -c "$cmd" </dev/null >"$RUN_DIR/$name.log" 2>&1 &
   PID[$name]=$!
 }
@@ -352,15 +357,23 @@ smoke_check() { # NAME
 
 ours_any_http=0
 [ "$SERVER_CMD" = "$OURS_BIN" ] || ours_any_http=1
+# ours: the shipped defaults (an access line for every request); ours-nolog: the same binary
+# with the access log off (NEPTUN_ACCESS_LOG_SAMPLE=0), so the table shows what logging costs.
 start_server ours "$SERVER_CMD"
 wait_ready ours "$ours_any_http" 120
 smoke_check ours
 SERVERS="ours"
+if [ "$LOG_OFF_TOO" = 1 ]; then
+  start_server ours-nolog "$SERVER_CMD" NEPTUN_ACCESS_LOG_SAMPLE=0
+  wait_ready ours-nolog "$ours_any_http" 120
+  smoke_check ours-nolog
+  SERVERS="ours ours-nolog"
+fi
 if [ -n "$PEER_CMD" ]; then
   start_server peer "$PEER_CMD"
   wait_ready peer 1 300 # the first start may run npm ci
   smoke_check peer
-  SERVERS="ours peer"
+  SERVERS="$SERVERS peer"
 fi
 
 # --- load ----------------------------------------------------------------------------------
@@ -435,7 +448,7 @@ idle_phase() { # SERVER
 }
 
 if [ "$IDLE" -gt 0 ]; then
-  for server in $SERVERS; do idle_phase "$server"; done
+  for server in $SERVERS; do [ "$server" = ours-nolog ] || idle_phase "$server"; done
 fi
 
 # --- report --------------------------------------------------------------------------------

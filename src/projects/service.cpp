@@ -231,7 +231,9 @@ boost::asio::awaitable<net::response> api_service::run_statement(std::int32_t pr
         case pg::result::kind::unavailable:
             co_return http::error_response(problem::unavailable);
         case pg::result::kind::sql_error:
-            net::log::error("statement_failed", {{"sqlstate", r.sqlstate()}});
+            net::log::error("statement_failed",
+                            {{"sqlstate", r.sqlstate()},
+                             {"request_id", std::string_view(req["X-Request-Id"])}});
             co_return http::error_response(problem::internal);
     }
     co_return http::error_response(problem::internal);

@@ -159,8 +159,8 @@ cleanup() {
     kill -TERM "$HOLDER_PID" 2>/dev/null || true
     wait "$HOLDER_PID" 2>/dev/null || true
   fi
-  stop_server peer
-  stop_server ours
+  local name
+  for name in "${!PID[@]}"; do stop_server "$name"; done
   stop_redis "$RUN_DIR/redis" || true
   stop_postgres "$RUN_DIR/pg" || true
   [ "$KEEP" = 1 ] || rm -rf "$RUN_DIR/pg/data" "$RUN_DIR/redis/dump.rdb"

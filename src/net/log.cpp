@@ -166,16 +166,21 @@ class async_sink {
     }
     bool running() const { return running_.load(std::memory_order_acquire); }
 
+    // The writer is woken only once a batch is worth a write (or by its own 10 ms tick): a
+    // wake-up and a write(2) per line would cost more than the line itself.
     void push(std::string_view line) {
+        bool wake;
         {
             std::lock_guard lock(mutex_);
             if (queued_.size() + line.size() > max_bytes_) {
                 dropped_.fetch_add(1, std::memory_order_relaxed);
                 return;
             }
+            auto before = queued_.size();
             queued_ += line;
+            wake = before < wake_bytes && queued_.size() >= wake_bytes;
         }
-        wake_.notify_one();
+        if (wake) wake_.notify_one();
     }
 
     void stop() {
@@ -191,12 +196,18 @@ class async_sink {
     std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
   private:
+    static constexpr std::size_t wake_bytes = 32768;
+
     void drain() {
         std::string batch;
         std::unique_lock lock(mutex_);
         for (;;) {
-            wake_.wait(lock, [this] { return !queued_.empty() || !running_; });
-            if (queued_.empty() && !running_) return;
+            wake_.wait_for(lock, std::chrono::milliseconds(10),
+                           [this] { return queued_.size() >= wake_bytes || !running_; });
+            if (queued_.empty()) {
+                if (!running_) return;
+                continue;
+            }
             batch.swap(queued_);
             lock.unlock();
             write_all(batch);

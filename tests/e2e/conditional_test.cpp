@@ -269,29 +269,29 @@ long run_increments(std::uint16_t port, const seeded_user& u, int clients, int i
                                   std::to_string(u.project_id)));
 }
 
+// A server with batching on and a project whose description is the counter 0.
+struct counter_fixture {
+    counter_fixture() : srv(base_env({{"NEPTUN_PG_BATCH", "on"}})), u(seed_user()) {
+        BOOST_REQUIRE(srv.wait_ready());
+        stores::psql("UPDATE neptun_user_project SET description = '0' WHERE id = " +
+                     std::to_string(u.project_id));
+    }
+    server_process srv;
+    seeded_user u;
+    std::atomic<long> conflicts{0};
+};
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(lost_updates)
 
-BOOST_AUTO_TEST_CASE(if_match_keeps_every_increment_of_32_concurrent_clients) {
-    server_process srv(base_env({{"NEPTUN_PG_BATCH", "on"}}));
-    BOOST_REQUIRE(srv.wait_ready());
-    auto u = seed_user();
-    stores::psql("UPDATE neptun_user_project SET description = '0' WHERE id = " +
-                 std::to_string(u.project_id));
-    std::atomic<long> conflicts{0};
+BOOST_FIXTURE_TEST_CASE(if_match_keeps_every_increment_of_32_concurrent_clients, counter_fixture) {
     BOOST_TEST(run_increments(srv.port, u, 32, 50, true, conflicts) == 1600);
     BOOST_TEST(conflicts.load() > 0);  // they did race
     BOOST_TEST_MESSAGE("412 retries: " << conflicts.load());
 }
 
-BOOST_AUTO_TEST_CASE(without_if_match_the_same_clients_lose_increments) {
-    server_process srv(base_env({{"NEPTUN_PG_BATCH", "on"}}));
-    BOOST_REQUIRE(srv.wait_ready());
-    auto u = seed_user();
-    stores::psql("UPDATE neptun_user_project SET description = '0' WHERE id = " +
-                 std::to_string(u.project_id));
-    std::atomic<long> conflicts{0};
+BOOST_FIXTURE_TEST_CASE(without_if_match_the_same_clients_lose_increments, counter_fixture) {
     auto final_value = run_increments(srv.port, u, 32, 50, false, conflicts);
     BOOST_TEST(conflicts.load() == 0);
     BOOST_TEST(final_value < 1600);

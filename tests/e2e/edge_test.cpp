@@ -264,12 +264,7 @@ BOOST_AUTO_TEST_CASE(the_admin_port_answers_through_a_drain_with_no_delay) {
     auto locker = hold_row_lock(u.project_id, 3);
     http_connection busy(srv.port);
     busy.send(build_request("PATCH", u.path(), json_auth(u), R"({"name":"in flight"})"));
-    bool waiting = false;
-    for (int i = 0; i < 500 && !waiting; ++i)
-        waiting = stores::psql(
-                      "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                      "'Lock' AND query LIKE '%UPDATE neptun_user_project%'") != "0";
-    BOOST_REQUIRE(waiting);
+    BOOST_REQUIRE(wait_for_update_blocked_on_lock());
     srv.process.signal(SIGTERM);
     BOOST_REQUIRE(srv.process.wait_for_log("event=drain_started", 5s));
     auto ready = http_request(srv.admin_port, "GET", "/readyz");

@@ -324,12 +324,7 @@ BOOST_AUTO_TEST_CASE(sigterm_drains_requests_in_flight_and_exits_zero) {
     http_connection busy(s.srv.port);
     busy.send(build_request("PATCH", u.path(), json_auth(u), R"({"name":"during drain"})"));
     // The PATCH is in flight once PostgreSQL shows it waiting for the row lock.
-    bool waiting = false;
-    for (int i = 0; i < 500 && !waiting; ++i)
-        waiting = stores::psql(
-                      "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                      "'Lock' AND query LIKE '%UPDATE neptun_user_project%'") != "0";
-    BOOST_REQUIRE(waiting);
+    BOOST_REQUIRE(wait_for_update_blocked_on_lock());
     s.srv.process.signal(SIGTERM);
     BOOST_REQUIRE(s.srv.process.wait_for_log("event=shutdown_requested", 5s));
     auto ready = http_request(s.srv.admin_port, "GET", "/readyz");

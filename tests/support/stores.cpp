@@ -121,6 +121,14 @@ seeded_user seed_user(const std::string& db, int redis_port) {
     return u;
 }
 
+bool wait_for_update_blocked_on_lock() {
+    for (int i = 0; i < 500; ++i)
+        if (stores::psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                         "AND query LIKE '%UPDATE neptun_user_project%'") != "0")
+            return true;
+    return false;
+}
+
 std::unique_ptr<child_process> hold_row_lock(std::int64_t project_id, double seconds,
                                              bool by_update) {
     std::string id = std::to_string(project_id);

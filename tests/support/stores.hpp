@@ -48,6 +48,10 @@ seeded_user seed_user(const std::string& db = "neptun", int redis_port = 0);
 std::unique_ptr<child_process> hold_row_lock(std::int64_t project_id, double seconds,
                                              bool by_update = false);
 
+// Waits until a statement updating a project waits for a row lock in PostgreSQL (a request
+// is then in flight behind hold_row_lock); false if none does within about 5 s.
+bool wait_for_update_blocked_on_lock();
+
 // A redis-server of the test's own on a free loopback port.
 class redis_server {
   public:

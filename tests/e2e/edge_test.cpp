@@ -314,7 +314,10 @@ BOOST_AUTO_TEST_CASE(a_tiny_access_log_sample_is_accepted) {
         BOOST_REQUIRE(r);
         BOOST_TEST(r->status == 404);
     }
-    // One in 10^30: the first request's line, and no other.
+    // One in 10^30: the first request's line, and no other (counted once the exit has
+    // flushed the log queue).
+    srv.process.signal(SIGTERM);
+    BOOST_TEST(srv.process.wait_exit(10s) == 0);
     BOOST_TEST(srv.process.count_in_log("event=access") == 1u);
 }
 

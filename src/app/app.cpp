@@ -152,9 +152,10 @@ int serve(const config& cfg) {
                 srv.stop();
                 return;
             }
+            // Draining first, so that the line means it (tests await it).
+            net::global_readiness().start_draining();
             log::info("shutdown_requested",
                       {{"signal", sig}, {"delay_ms", cfg.shutdown_delay.count()}});
-            net::global_readiness().start_draining();
             if (cfg.shutdown_delay.count() == 0) {
                 begin_drain();
             } else {

@@ -78,10 +78,19 @@ bool matches_weak(const precondition& p, std::string_view current) {
     return false;
 }
 
+// Our tags are 32 lowercase hex digits; any other can never match, and bytes that are not
+// UTF-8 would make PostgreSQL refuse the text parameter.
+bool could_be_ours(std::string_view opaque) {
+    if (opaque.size() != 32) return false;
+    for (char c : opaque)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
 std::string strong_tag_list(const precondition& p) {
     std::string out;
     for (const auto& t : p.tags) {
-        if (t.weak) continue;
+        if (t.weak || !could_be_ours(t.opaque)) continue;
         if (!out.empty()) out += ' ';
         out += t.opaque;
     }

@@ -171,7 +171,12 @@ class async_sink {
     void push(std::string_view line) {
         bool wake;
         {
-            std::lock_guard lock(mutex_);
+            std::unique_lock lock(mutex_);
+            if (!running_) {  // stop_async() got here first: the writer is gone
+                lock.unlock();
+                write_all(line);
+                return;
+            }
             if (queued_.size() + line.size() > max_bytes_) {
                 dropped_.fetch_add(1, std::memory_order_relaxed);
                 return;

@@ -1,5 +1,6 @@
 #include "neptun/net/server.hpp"
 
+#include <cctype>
 #include <list>
 #include <random>
 #include <sstream>
@@ -351,9 +352,29 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
         http::request_parser<http::string_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(lim.max_header_bytes));
         parser.body_limit(lim.max_body_bytes);
-        auto chunk_header = [&parser, &lim](std::uint64_t size, std::string_view extensions,
-                                            boost::system::error_code& ec) {
-            if (!acceptable_chunk_extensions(extensions)) {
+        bool trailers = false;
+        auto chunk_header = [&](std::uint64_t size, std::string_view extensions,
+                                boost::system::error_code& ec) {
+            // The size's digits stand right before the extensions in the read buffer (Beast
+            // takes any number of leading zeros): the whole line counts against 4 KiB.
+            std::size_t digits = 0;
+            const char* begin = static_cast<const char*>(buffer.data().data());
+            const char* end = begin + buffer.size();
+            if (extensions.data() && extensions.data() >= begin && extensions.data() <= end)
+                for (const char* p = extensions.data();
+                     p > begin && std::isxdigit(static_cast<unsigned char>(p[-1])); --p)
+                    ++digits;
+            if (digits > 16 || !acceptable_chunk_extensions(extensions)) {
+                ec = http::error::bad_chunk_extension;
+                return;
+            }
+            // Beast calls this for the last chunk once the whole trailer section is in the
+            // buffer, before it parses that section into header fields: refuse trailers here,
+            // so their fields never take memory.
+            if (size == 0 && extensions.data() &&
+                extensions.data() + extensions.size() + 4 <= end &&
+                std::string_view(extensions.data() + extensions.size(), 4) != "\r\n\r\n") {
+                trailers = true;
                 ec = http::error::bad_chunk_extension;
                 return;
             }
@@ -373,7 +394,14 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
         const request_meta meta = identify(header, ctx.ids);
         routed r;
         std::optional<response> refusal;
-        if (hr.ec == http::error::header_limit) {
+        // A complete header (also one whose Content-Length is over the limit) is judged by
+        // the protocol rules first: 400s come before 404/405 and 413.
+        std::optional<std::string_view> protocol_error;
+        if (!hr.ec || hr.ec == http::error::body_limit) protocol_error = protocol_refusal(header);
+        if (protocol_error) {
+            m.framing_refusals.fetch_add(1);
+            refusal = ctx.svc.error(http::status::bad_request, *protocol_error);
+        } else if (hr.ec == http::error::header_limit) {
             refusal = ctx.svc.error(http::status::request_header_fields_too_large,
                                     "Request header fields too large");
         } else if (hr.ec == http::error::body_limit) {
@@ -391,9 +419,6 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
             break;
         } else if (hr.ec) {
             refusal = ctx.svc.error(http::status::bad_request, "Malformed HTTP request");
-        } else if (auto why = protocol_refusal(header)) {
-            m.framing_refusals.fetch_add(1);
-            refusal = ctx.svc.error(http::status::bad_request, *why);
         }
         if (refusal) {
             co_await answer_and_close(stream, std::move(*refusal), r.label, lim, meta, head);
@@ -451,7 +476,11 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
                 // are a malformed body.
                 auto res = bec == http::error::body_limit
                                ? ctx.svc.error(http::status::payload_too_large, "Payload too large")
+                           : trailers
+                               ? ctx.svc.error(http::status::bad_request,
+                                               "Trailer fields are not accepted")
                                : ctx.svc.error(http::status::bad_request, "Malformed request body");
+                if (trailers) m.framing_refusals.fetch_add(1);
                 co_await answer_and_close(stream, std::move(res), r.label, lim, meta, head);
                 break;
             }
@@ -475,7 +504,8 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
         try {
             res = co_await ctx.svc.handle(req, r.route, clock::now() + lim.handler_timeout);
         } catch (const std::exception& e) {
-            log::error("handler_failed", {{"what", e.what()}, {"request_id", meta.id}});
+            log::error("handler_failed",
+                       {{"what", e.what()}, {"request_id", meta.id}, {"trace_id", meta.trace_id}});
         }
         if (!res) res = ctx.svc.error(http::status::internal_server_error, "Internal server error");
         bool keep = req.keep_alive() && !ctx.draining && !global_readiness().draining();
@@ -581,10 +611,6 @@ class worker {
                 global_metrics().open_connections.load(std::memory_order_relaxed));
         };
         auto spawn = [this](asio::ip::tcp::socket socket) {
-            auto& m = global_metrics();
-            m.open_connections.fetch_add(1, std::memory_order_relaxed);
-            m.connections_total.fetch_add(1, std::memory_order_relaxed);
-            ++live_;
             asio::co_spawn(ioc_,
                            run_connection(beast::tcp_stream(std::move(socket)),
                                           loop_context{*service_, limits_, connections_, draining_,
@@ -595,6 +621,11 @@ class worker {
                                --live_;
                                maybe_finish();
                            });
+            // Counted once spawned: if co_spawn threw, nothing would count it down.
+            auto& m = global_metrics();
+            m.open_connections.fetch_add(1, std::memory_order_relaxed);
+            m.connections_total.fetch_add(1, std::memory_order_relaxed);
+            ++live_;
         };
         asio::co_spawn(ioc_,
                        accept_connections(*acceptor_, limits_.max_connections, open, *service_,
@@ -630,11 +661,13 @@ class worker {
     unsigned index_;
     const limits& limits_;
     std::uint64_t log_every_;
+    // Touched only on this worker's thread: no strand and no lock needed. Declared before
+    // ioc_: a forced stop destroys the connections' frames with the io_context, and their
+    // slots are erased from this list then.
+    std::list<connection_slot> connections_;
     asio::io_context ioc_;
     std::optional<asio::ip::tcp::acceptor> acceptor_;
     std::unique_ptr<service> service_;
-    // Touched only on this worker's thread: no strand and no lock needed.
-    std::list<connection_slot> connections_;
     request_ids ids_;
     bool draining_ = false;
     bool finished_ = false;
@@ -704,18 +737,25 @@ struct admin_listener::state {
     request_ids ids;
 };
 
+// The state outlives the connection's own frame, which is destroyed first: its slot is
+// erased from a list that still exists, also when the io_context is destroyed with it.
+asio::awaitable<void> admin_connection(std::shared_ptr<admin_listener::state> s,
+                                       beast::tcp_stream stream) {
+    // Probes and scrapes would drown the access log: none for the admin port.
+    co_await run_connection(std::move(stream),
+                            loop_context{s->svc, s->lim, s->connections, s->draining, false, 0,
+                                         s->access_counter, s->ids});
+}
+
 admin_listener::admin_listener(asio::io_context& ioc, const listen_spec& where, limits lim,
                                service& svc)
     : state_(std::make_shared<state>(ioc, where, lim, svc)) {
     auto s = state_;
     auto open = [s] { return s->connections.size(); };
     auto spawn = [s](asio::ip::tcp::socket socket) {
-        // Probes and scrapes would drown the access log: none for the admin port.
         asio::co_spawn(s->acceptor.get_executor(),
-                       run_connection(beast::tcp_stream(std::move(socket)),
-                                      loop_context{s->svc, s->lim, s->connections, s->draining,
-                                                   false, 0, s->access_counter, s->ids}),
-                       [s](std::exception_ptr e) {
+                       admin_connection(s, beast::tcp_stream(std::move(socket))),
+                       [](std::exception_ptr e) {
                            if (e) log::error("connection_failed", {{"listener", "admin"}});
                        });
     };

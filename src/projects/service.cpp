@@ -9,6 +9,7 @@
 #include "neptun/http/errors.hpp"
 #include "neptun/http/headers.hpp"
 #include "neptun/net/log.hpp"
+#include "neptun/net/protocol.hpp"
 #include "neptun/projects/ids.hpp"
 #include "neptun/projects/json.hpp"
 #include "neptun/projects/sql.hpp"
@@ -231,9 +232,11 @@ boost::asio::awaitable<net::response> api_service::run_statement(std::int32_t pr
         case pg::result::kind::unavailable:
             co_return http::error_response(problem::unavailable);
         case pg::result::kind::sql_error:
-            net::log::error("statement_failed",
-                            {{"sqlstate", r.sqlstate()},
-                             {"request_id", std::string_view(req["X-Request-Id"])}});
+            net::log::error(
+                "statement_failed",
+                {{"sqlstate", r.sqlstate()},
+                 {"request_id", std::string_view(req["X-Request-Id"])},
+                 {"trace_id", net::trace_id_of(req["traceparent"]).value_or(std::string_view())}});
             co_return http::error_response(problem::internal);
     }
     co_return http::error_response(problem::internal);

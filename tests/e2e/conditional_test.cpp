@@ -121,6 +121,11 @@ BOOST_AUTO_TEST_CASE(if_match_forms) {
     BOOST_TEST(stores::psql("SELECT description FROM neptun_user_project WHERE id = " +
                             std::to_string(u.project_id)) == "fields");
 
+    // A tag the server never makes (here bytes that are not UTF-8) simply does not match.
+    auto foreign = patch(u, R"({"description":"foreign"})", {{"If-Match", "\"\xff\xfe\""}});
+    BOOST_TEST(foreign.status == 412);
+    BOOST_TEST(foreign.header("ETag") == current);
+
     for (const std::string& bad :
          std::vector<std::string>{"abc", "\"unterminated", "*, " + current, "", "W/abc"}) {
         BOOST_TEST_CONTEXT("If-Match: " << bad) {

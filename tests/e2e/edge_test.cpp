@@ -87,6 +87,12 @@ BOOST_AUTO_TEST_CASE(chunk_extensions_with_control_characters_or_too_long_are_re
     expect_refused(srv.port, with_ext(";a=\"\nx\""), "Malformed request body");
     expect_refused(srv.port, with_ext(";a=\"\x01\""), "Malformed request body");
     expect_refused(srv.port, with_ext(";a=" + std::string(4100, 'x')), "Malformed request body");
+    // A chunk line made long by leading zeros in its size.
+    expect_refused(
+        srv.port,
+        raw_patch_head(u, "Cookie: " + u.cookie() + "\r\nTransfer-Encoding: chunked\r\n\r\n") +
+            std::string(5000, '0') + size + "\r\n" + body + "\r\n0\r\n\r\n",
+        "Malformed request body");
     BOOST_TEST(name_of(u) == "Project of " + std::to_string(u.user_id));
     // A plain extension is still fine.
     http_connection c(srv.port);
@@ -105,6 +111,9 @@ BOOST_AUTO_TEST_CASE(http11_needs_exactly_one_host) {
         srv.port,
         "GET " + u.path() + " HTTP/1.1\r\nHost: a\r\nHost: b\r\nCookie: " + u.cookie() + "\r\n\r\n",
         "Exactly one Host header is required");
+    // Judged before the 413 a Content-Length over the limit would get.
+    expect_refused(srv.port, "PATCH " + u.path() + " HTTP/1.1\r\nContent-Length: 999999\r\n\r\n",
+                   "Exactly one Host header is required");
     // HTTP/1.0 may omit it.
     http_connection c(srv.port);
     c.send("GET " + u.path() + " HTTP/1.0\r\nCookie: " + u.cookie() + "\r\n\r\n");

@@ -4,6 +4,8 @@
 // resident set grows by no more per connection than connection_memory_bound() says, which
 // is what docs/operations.md and deploy/ size memory from. Idle keep-alive connections
 // likewise.
+#include <sys/resource.h>
+
 #include <fstream>
 
 #include "e2e/common.hpp"
@@ -64,7 +66,8 @@ constexpr bool measures_memory = true;
 BOOST_AUTO_TEST_SUITE(memory, *boost::unit_test::enable_if<measures_memory>())
 
 BOOST_AUTO_TEST_CASE(the_most_expensive_legal_input_stays_within_the_documented_bound) {
-    server_process srv(base_env());
+    // The first connection waits, body unfinished, while the others are sent and measured.
+    server_process srv(base_env({{"NEPTUN_BODY_TIMEOUT_MS", "60000"}}));
     BOOST_REQUIRE(srv.wait_ready());
     auto u = seed_user();
     const neptun::net::limits lim;  // the defaults the server runs with
@@ -101,6 +104,12 @@ BOOST_AUTO_TEST_CASE(the_most_expensive_legal_input_stays_within_the_documented_
 }
 
 BOOST_AUTO_TEST_CASE(idle_keep_alive_connections_stay_within_the_idle_bound) {
+    // 1000 connections on each side: raise our descriptor limit (the server inherits it).
+    rlimit fds{};
+    getrlimit(RLIMIT_NOFILE, &fds);
+    fds.rlim_cur = std::min<rlim_t>(fds.rlim_max, 8192);
+    setrlimit(RLIMIT_NOFILE, &fds);
+    BOOST_REQUIRE(fds.rlim_cur >= 2200);
     server_process srv(base_env());
     BOOST_REQUIRE(srv.wait_ready());
     auto u = seed_user();

@@ -23,8 +23,10 @@ struct precondition {
 };
 
 // Parses every field line of one of the two headers as one comma-separated list (RFC 9110
-// §5.3): `*` alone, or 1#entity-tag; empty list elements are allowed. `*` together with
-// tags, an unquoted or unterminated tag, or a character outside etagc is malformed.
+// §5.3): `*` alone, or entity tags; empty list elements are allowed. `*` together with
+// tags, an unquoted or unterminated tag, a character outside etagc, and a list with no tag
+// at all (RFC 9110 would let that mean "matches nothing"; for a client it is a bug, and a
+// 400 says so where a 412 would mislead) are malformed.
 precondition parse_precondition(std::span<const std::string_view> field_values);
 
 // Strong comparison (If-Match): both strong and equal.
@@ -33,7 +35,8 @@ bool matches_strong(const precondition& p, std::string_view current_opaque);
 bool matches_weak(const precondition& p, std::string_view current_opaque);
 
 // The strong tags of an If-Match list joined with spaces (a byte no tag holds), as the
-// conditional UPDATE takes them. Weak tags are left out: they never match.
+// conditional UPDATE takes them. Weak tags, and tags that are not of the form the server
+// makes (32 lowercase hex digits), are left out: they never match.
 std::string strong_tag_list(const precondition& p);
 
 // `"<opaque>"`, as the ETag header carries it.

@@ -122,8 +122,9 @@ class admin_listener {
     std::uint16_t port() const;
     void close();
 
+    struct state;  // shared by the accept loop and the connections' frames
+
   private:
-    struct state;
     std::shared_ptr<state> state_;
 };
 

@@ -158,6 +158,7 @@ done < <(sed -e 's/\r$//' "$root/deploy/Dockerfile" | grep -Ei '^[[:space:]]*(AR
 [ ${#bases[@]} -gt 0 ] || abort "deploy/Dockerfile names no base image"
 for ref in "${!bases[@]}"; do
   case $ref in
+    *@*) abort "deploy/Dockerfile: FROM $ref is pinned to a digest, which a base made here cannot have (pin it in CI with --build-arg instead)" ;;
     debian:12* | debian:bookworm* | */debian:12* | */debian:bookworm*) ;;
     *) abort "deploy/Dockerfile: FROM $ref: this test makes Debian 12 bases only" ;;
   esac

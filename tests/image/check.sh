@@ -84,9 +84,8 @@ events_logfile_path = "$store/libpod/events.log"
 EOF
 export CONTAINERS_CONF=$work/containers.conf
 # buildah keeps RUN --mount=type=cache folders in $TMPDIR/buildah-cache: that one is ours
-# to keep, the rest of TMPDIR is this run's.
+# to keep, the rest of the build's TMPDIR is this run's.
 ln -s "$cache/buildah-cache" "$work/tmp/buildah-cache"
-export TMPDIR=$work/tmp
 podman_opts=(--root "$store/graph" --runroot "$store/run" --storage-driver overlay)
 pm() { podman "${podman_opts[@]}" "$@"; }
 
@@ -135,8 +134,9 @@ else
     mv "$base_tar.tmp" "$base_tar"; then
     pass "base: mmdebstrap made $(basename "$base_tar") ($(elapsed))"
   else
+    cp "$work/mmdebstrap.log" "$cache/last-mmdebstrap.log"
     tail -n 20 "$work/mmdebstrap.log"
-    abort "base: mmdebstrap failed"
+    abort "base: mmdebstrap failed (log: $cache/last-mmdebstrap.log)"
   fi
 fi
 
@@ -179,7 +179,7 @@ log_step "podman build --pull=never -f deploy/Dockerfile (log: $cache/last-build
 # stage (2 GB) costs half a minute for nothing.
 layers=false
 [ "$keep_store" -eq 1 ] && layers=true
-pm build --pull=never --layers="$layers" --network=host \
+TMPDIR=$work/tmp pm build --pull=never --layers="$layers" --network=host \
   --volume "$cache/apt-archives:/var/cache/apt/archives" \
   -f "$root/deploy/Dockerfile" -t "$image" "$root" >"$work/build.log" 2>&1
 build_status=$?

@@ -23,6 +23,8 @@ ensure_packages "${NEPTUN_BUILD_PACKAGES[@]}" "${NEPTUN_STORE_PACKAGES[@]}" redi
 # ctest itself needs no network.
 "$ROOT/tests/deploy/check.sh" --prepare
 "$ROOT/tests/docs/check.sh" --prepare
+# The image test (release tree only) needs podman, runc and mmdebstrap.
+case " ${presets[*]} " in *" release "*) "$ROOT/tests/image/check.sh" --prepare ;; esac
 
 WORK=$(mktemp -d /tmp/neptun-tests.XXXXXX)
 chmod 755 "$WORK"

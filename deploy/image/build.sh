@@ -6,7 +6,7 @@
 #
 #   build.sh deps                  apt-get install the build packages (deploy/local/lib.sh)
 #   build.sh build                 cmake --preset release && cmake --build --preset release
-#                                  -> build/release/neptun-api
+#                                  --target neptun-api -> build/release/neptun-api
 #   build.sh runtime-deps          print the runtime stage's apt packages, one a line
 #   build.sh check-runtime BINARY  every shared library BINARY loads comes from a runtime
 #                                  package (or from what those packages depend on)
@@ -149,8 +149,12 @@ case $cmd in
     ensure_packages "${NEPTUN_BUILD_PACKAGES[@]}"
     ;;
   build)
+    # lib.sh's ccache settings: without its sloppiness for precompiled headers, ccache
+    # caches almost nothing of this build. Only the binary: the image ships no tests.
+    # shellcheck source=deploy/local/lib.sh
+    source "$root/deploy/local/lib.sh"
     cd "$root"
-    cmake --preset release && cmake --build --preset release
+    cmake --preset release && cmake --build --preset release --target neptun-api
     ;;
   runtime-deps)
     printf '%s\n' "${runtime_packages[@]}"

@@ -152,6 +152,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
             net::global_readiness().mark_up(net::readiness::redis);
             if (ever_ready) net::global_metrics().redis_reconnects.fetch_add(1);
             ever_ready = true;
+            armed = clock::time_point::max();  // the handshake's deadline is moot now
+            tick_timer.cancel();
             log::info("redis_connected", {{"db", opts.where.db}});
         }
         if (machine.must_drop() && close_socket) {
@@ -164,7 +166,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
             return;
         }
         if (machine.has_output() && writer_idle) wake.cancel();
-        arm(machine.next_timer());
+        // next_timer() walks the waiting callers: only when no wake-up is armed. A caller
+        // with an earlier deadline arms its own (start_command); a stale wake-up costs one
+        // empty on_timer.
+        if (armed == clock::time_point::max()) arm(machine.next_timer());
     }
 
     void arm(clock::time_point t) {

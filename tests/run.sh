@@ -18,7 +18,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-ensure_packages "${NEPTUN_BUILD_PACKAGES[@]}" "${NEPTUN_STORE_PACKAGES[@]}" redis-tools curl pgbouncer
+ensure_packages "${NEPTUN_BUILD_PACKAGES[@]}" "${NEPTUN_STORE_PACKAGES[@]}" redis-tools curl pgbouncer \
+  redis-sentinel openssl iproute2
 # The deployment checks need Node.js, kubectl and their npm packages: fetched here, so that
 # ctest itself needs no network.
 "$ROOT/tests/deploy/check.sh" --prepare

@@ -16,8 +16,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 # The runtime stage installs exactly these (Debian 12 names). Boost.Asio and Beast are
 # header-only; Boost.JSON and Boost.URL are shared libraries. ca-certificates is there for
-# TLS to Redis or PostgreSQL (libpq's sslrootcert, rediss:// through a proxy).
-runtime_packages=(libboost-json1.81.0 libboost-url1.81.0 libhiredis0.14 libpq5 ca-certificates)
+# TLS to Redis or PostgreSQL (libpq's sslrootcert; rediss:// verifies against the system CAs
+# by default). libssl3 is OpenSSL, which rediss:// (asio::ssl) and libpq load.
+runtime_packages=(libboost-json1.81.0 libboost-url1.81.0 libhiredis0.14 libpq5 libssl3 ca-certificates)
 
 # In every debian:12-slim image already (priority required); the binary may need them directly.
 base_packages=(libc6 libstdc++6 libgcc-s1)

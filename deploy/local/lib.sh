@@ -8,7 +8,7 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 # Packages every entry point needs: the build, the stores, and the tools around them.
 NEPTUN_BUILD_PACKAGES=(build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-dev libboost-json1.81-dev libboost-test1.81-dev libboost-url1.81-dev
-  libhiredis-dev libpq-dev)
+  libhiredis-dev libpq-dev libssl-dev)
 NEPTUN_STORE_PACKAGES=(redis-server postgresql-15 postgresql-client-15)
 
 log_step() { printf '==> %s\n' "$*" >&2; }

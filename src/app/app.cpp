@@ -74,6 +74,9 @@ int serve(const config& cfg) {
     opts.redis.where = *redis_address;
     opts.redis.connect_timeout = cfg.redis_connect_timeout;
     opts.redis.command_timeout = cfg.redis_timeout;
+    opts.redis.health_timeout = cfg.redis_health_timeout;
+    opts.redis.tls = {cfg.redis_tls_ca_file, cfg.redis_tls_cert_file, cfg.redis_tls_key_file,
+                      cfg.redis_tls_server_name};
     opts.pg.conninfo = cfg.database_url;
     opts.pg.size = cfg.pg_pool_size;
     opts.pg.pipeline_depth = cfg.pg_pipeline_depth;
@@ -211,7 +214,7 @@ int run(const std::vector<std::string>& args, const std::map<std::string, std::s
     net::log::parse_level(cfg.log_level, level);
     net::log::configure(
         level, cfg.log_fmt == log_format::json ? net::log::format::json : net::log::format::logfmt);
-    std::signal(SIGPIPE, SIG_IGN);  // hiredis writes with write(2); a closed peer is an error code
+    std::signal(SIGPIPE, SIG_IGN);  // a closed peer is an error code, not a signal
     net::log::start_async();
     int code = serve(cfg);
     net::log::stop_async();

@@ -2,12 +2,14 @@
 
 #include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <unistd.h>
 
 #include <charconv>
 #include <functional>
 #include <thread>
 
 #include "neptun/net/log.hpp"
+#include "neptun/redis/client.hpp"
 #include "neptun/redis/url.hpp"
 
 namespace neptun::app {
@@ -72,6 +74,15 @@ setter endpoint_setter(endpoint config::*member) {
     };
 }
 
+setter file_setter(std::string config::*member) {
+    return [=](config& c, std::string_view v) -> std::string {
+        std::string path(v);
+        if (!path.empty() && ::access(path.c_str(), R_OK) != 0) return "cannot read the file";
+        c.*member = std::move(path);
+        return {};
+    };
+}
+
 std::string show_endpoint(const endpoint& e) {
     bool v6 = e.host.find(':') != std::string::npos;
     return (v6 ? "[" + e.host + "]" : e.host) + ":" + std::to_string(e.port);
@@ -89,7 +100,8 @@ const std::vector<setting>& settings() {
          [](const config&) { return std::string("number of cores"); },
          unsigned_setter(&config::threads, 1, 256)},
         {"NEPTUN_REDIS_URL", "--redis-url",
-         "redis://[:password@]host:port/db or unix:///path[?db=N]",
+         "redis://[[user]:password@]host:port/db, rediss:// (TLS), unix:///path[?db=N], or "
+         "redis+sentinel://host:26379,host2:26379/master/db (see docs/operations.md)",
          [](const config& c) { return c.redis_url; },
          [](config& c, std::string_view v) -> std::string {
              std::string why;
@@ -213,6 +225,42 @@ const std::vector<setting>& settings() {
          "time for a Redis command's reply (then 503)",
          [](const config& c) { return std::to_string(c.redis_timeout.count()); },
          ms_setter(&config::redis_timeout, 1)},
+        {"NEPTUN_REDIS_HEALTH_TIMEOUT_MS", "--redis-health-timeout-ms",
+         "a Redis connection whose health-check PING (each second) is unanswered this long is "
+         "dropped",
+         [](const config& c) { return std::to_string(c.redis_health_timeout.count()); },
+         ms_setter(&config::redis_health_timeout, 1)},
+        {"NEPTUN_REDIS_TLS_CA_FILE", "--redis-tls-ca-file",
+         "rediss://: PEM file of the CAs that sign the server's certificate (empty: the system's)",
+         [](const config& c) {
+             return c.redis_tls_ca_file.empty() ? std::string("system CAs") : c.redis_tls_ca_file;
+         },
+         file_setter(&config::redis_tls_ca_file)},
+        {"NEPTUN_REDIS_TLS_CERT_FILE", "--redis-tls-cert-file",
+         "rediss://: client certificate (PEM chain), with NEPTUN_REDIS_TLS_KEY_FILE",
+         [](const config& c) {
+             return c.redis_tls_cert_file.empty() ? std::string("no client certificate")
+                                                  : c.redis_tls_cert_file;
+         },
+         file_setter(&config::redis_tls_cert_file)},
+        {"NEPTUN_REDIS_TLS_KEY_FILE", "--redis-tls-key-file",
+         "rediss://: the client certificate's private key (PEM)",
+         [](const config& c) {
+             return c.redis_tls_key_file.empty() ? std::string("no client certificate")
+                                                 : c.redis_tls_key_file;
+         },
+         file_setter(&config::redis_tls_key_file)},
+        {"NEPTUN_REDIS_TLS_SERVER_NAME", "--redis-tls-server-name",
+         "rediss://: the name the server's certificate must carry (and SNI)",
+         [](const config& c) {
+             return c.redis_tls_server_name.empty() ? std::string("the URL's host")
+                                                    : c.redis_tls_server_name;
+         },
+         [](config& c, std::string_view v) -> std::string {
+             if (v.size() > 253) return "must be a host name of at most 253 bytes";
+             c.redis_tls_server_name = v;
+             return {};
+         }},
         {"NEPTUN_PG_POOL_SIZE", "--pg-pool-size", "PostgreSQL connections per I/O thread",
          [](const config& c) { return std::to_string(c.pg_pool_size); },
          unsigned_setter(&config::pg_pool_size, 1, 1000)},
@@ -248,6 +296,19 @@ config defaults() {
     unsigned cores = std::thread::hardware_concurrency();
     c.threads = cores == 0 ? 1 : cores;
     return c;
+}
+
+// The TLS files together: a certificate needs its key, and OpenSSL must load them.
+std::string check_redis_tls(const config& c) {
+    std::string why;
+    auto url = redis::parse_url(c.redis_url, why);
+    if (!url || !url->tls) return {};
+    if (c.redis_tls_cert_file.empty() != c.redis_tls_key_file.empty())
+        return "invalid NEPTUN_REDIS_TLS_CERT_FILE/NEPTUN_REDIS_TLS_KEY_FILE: give both or neither";
+    redis::tls_options t{c.redis_tls_ca_file, c.redis_tls_cert_file, c.redis_tls_key_file,
+                         c.redis_tls_server_name};
+    if (!redis::check_tls(t, why)) return "invalid NEPTUN_REDIS_TLS_* settings: " + why;
+    return {};
 }
 
 }  // namespace
@@ -361,6 +422,9 @@ parse_result parse_config(const std::vector<std::string>& args,
             value = args[++i];
         }
         if (auto err = apply(*found, value, true); !err.empty()) return err;
+    }
+    if (c.cmd == command::serve) {
+        if (auto err = check_redis_tls(c); !err.empty()) return err;
     }
     return c;
 }

@@ -173,6 +173,18 @@ std::string metrics::render(bool ready, bool redis_up, bool pg_up) const {
             static_cast<double>(redis_errors.load(std::memory_order_relaxed)));
     counter(out, "neptun_redis_reconnects_total", "Redis connections re-established.",
             static_cast<double>(redis_reconnects.load(std::memory_order_relaxed)));
+    counter(out, "neptun_redis_timeouts_total",
+            "Redis lookups answered 503 at their deadline (min of handler and Redis timeout).",
+            static_cast<double>(redis_timeouts.load(std::memory_order_relaxed)));
+    counter(out, "neptun_redis_late_replies_total",
+            "Redis replies read after their caller had given up (dropped, connection kept).",
+            static_cast<double>(redis_late_replies.load(std::memory_order_relaxed)));
+    counter(out, "neptun_redis_health_timeouts_total",
+            "Redis connections dropped because the health-check PING went unanswered.",
+            static_cast<double>(redis_health_timeouts.load(std::memory_order_relaxed)));
+    counter(out, "neptun_redis_failovers_total",
+            "Sentinel +switch-master messages for our master (each I/O thread counts its own).",
+            static_cast<double>(redis_failovers.load(std::memory_order_relaxed)));
     out += "# HELP neptun_redis_command_duration_seconds Redis command round trips.\n";
     out += "# TYPE neptun_redis_command_duration_seconds histogram\n";
     redis_latency.render(out, "neptun_redis_command_duration_seconds", "");

@@ -137,7 +137,7 @@ boost::asio::awaitable<net::response> api_service::handle(net::request& req, int
     if (cookie.status != http::cookie_status::ok)
         co_return http::error_response(problem::unauthorized);
 
-    auto session = co_await sessions_.user_for(cookie.token);
+    auto session = co_await sessions_.user_for(cookie.token, deadline);
     switch (session.status) {
         case redis::session_status::ok:
             break;

@@ -1,12 +1,16 @@
 #include "neptun/redis/client.hpp"
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
-#include <deque>
+#include <array>
+#include <functional>
 #include <random>
 
 #include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl.hpp>
 
 #include "neptun/net/log.hpp"
 #include "neptun/net/metrics.hpp"
@@ -14,54 +18,82 @@
 namespace neptun::redis {
 
 namespace log = net::log;
-using clock = std::chrono::steady_clock;
+namespace ssl = asio::ssl;
+using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
-enum class purpose { user, setup, ping };
+connection_options machine_options(const options& o) {
+    connection_options m;
+    m.username = o.where.username;
+    m.password = o.where.password;
+    m.auth = o.where.auth;
+    m.db = o.where.db;
+    m.check_role_master = !o.where.sentinels.empty();
+    m.handshake_timeout = o.connect_timeout;
+    m.health_interval = o.health_interval;
+    m.health_timeout = o.health_timeout;
+    return m;
+}
 
-struct pending {
-    net::completion<reply> handler;  // empty unless purpose::user
-    purpose what = purpose::user;
-    clock::time_point started;
-    clock::time_point deadline;
-};
+std::unique_ptr<ssl::context> make_tls_context(const tls_options& t) {
+    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    ctx->set_verify_mode(ssl::verify_peer);
+    if (t.ca_file.empty())
+        ctx->set_default_verify_paths();
+    else
+        ctx->load_verify_file(t.ca_file);
+    if (!t.cert_file.empty()) ctx->use_certificate_chain_file(t.cert_file);
+    if (!t.key_file.empty()) ctx->use_private_key_file(t.key_file, ssl::context::pem);
+    return ctx;
+}
 
-reply to_reply(const redisReply* r) {
-    reply out;
-    if (r == nullptr) return out;  // unavailable: the connection went away first
-    switch (r->type) {
-        case REDIS_REPLY_STRING:
-        case REDIS_REPLY_STATUS:
-            out.type = reply::kind::string;
-            out.value.assign(r->str, r->len);
-            break;
-        case REDIS_REPLY_NIL:
-            out.type = reply::kind::nil;
-            break;
-        case REDIS_REPLY_ERROR:
-            out.type = reply::kind::error;
-            out.value.assign(r->str, r->len);
-            break;
-        default:
-            out.type = reply::kind::error;
-            out.value = "unexpected reply type";
-    }
-    return out;
+void set_keepalive(tcp::socket& s) {
+    boost::system::error_code ec;
+    s.set_option(tcp::no_delay(true), ec);
+    s.set_option(asio::socket_base::keep_alive(true), ec);
+    // A peer that vanished (no RST) is found in about a minute, not two hours.
+    int idle = 30, interval = 10, count = 3;
+    ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+}
+
+bool is_ip_address(const std::string& host) {
+    boost::system::error_code ec;
+    asio::ip::make_address(host, ec);
+    return !ec;
 }
 
 }  // namespace
 
-struct client::impl : std::enable_shared_from_this<client::impl> {
-    enum class state { idle, connecting, setup, ready };
+bool check_tls(const tls_options& tls, std::string& why) {
+    try {
+        make_tls_context(tls);
+        return true;
+    } catch (const boost::system::system_error& e) {
+        why = "cannot load the TLS files: " + e.code().message();
+        return false;
+    }
+}
 
+struct client::impl : std::enable_shared_from_this<client::impl> {
     impl(asio::io_context& io, options o)
         : ioc(io),
           opts(std::move(o)),
-          connect_timer(io),
-          retry_timer(io),
+          machine(machine_options(opts)),
           tick_timer(io),
+          wake(io),
+          retry_timer(io),
+          deadline_timer(io),
           rng(std::random_device{}()) {
+        machine.retry().min = opts.backoff_min;
+        machine.retry().max = opts.backoff_max;
+        if (opts.where.tls) tls = make_tls_context(opts.tls);
         net::global_readiness().mark_down(net::readiness::redis);
     }
 
@@ -71,296 +103,415 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 
     asio::io_context& ioc;
     options opts;
-    redisAsyncContext* ac = nullptr;
-    std::unique_ptr<asio::posix::stream_descriptor> sd;
-    std::uint64_t generation = 0;
-    bool want_read = false, want_write = false, reading = false, writing = false;
-    state st = state::idle;
-    int setup_left = 0;
-    std::deque<pending*> fifo;
-    asio::steady_timer connect_timer, retry_timer, tick_timer;
-    unsigned attempt = 0;
+    connection_machine machine;
+    std::unique_ptr<ssl::context> tls;
+    asio::steady_timer tick_timer;      // the machine's next_timer()
+    asio::steady_timer wake;            // the writer waits on it while there is nothing to send
+    asio::steady_timer retry_timer;     // back-off between connections
+    asio::steady_timer deadline_timer;  // connect and TLS handshake deadlines
+    clock::time_point armed = clock::time_point::max();
+    std::function<void()> close_socket;  // closes the current data connection, if any
+    std::function<void()> close_watch;   // closes the Sentinel subscription, if any
+    std::uint64_t deadline_seq = 0;
+    bool writer_idle = false;
     bool stopped = false;
     bool marked_down = true;
-    bool ever_connected = false;
+    bool ever_ready = false;
+    bool skip_backoff = false;  // a +switch-master said where the master went: go at once
     std::mt19937 rng;
+    connection_machine::counters seen;  // the machine's counters already added to /metrics
+    std::string write_buffer;
+    std::array<char, 16384> read_buffer;
 
-    // --- the hiredis event hooks: they only record interest and arm Asio waits ---
-    static void add_read(void* p) {
-        auto* self = static_cast<impl*>(p);
-        self->want_read = true;
-        self->arm_read();
-    }
-    static void del_read(void* p) { static_cast<impl*>(p)->want_read = false; }
-    static void add_write(void* p) {
-        auto* self = static_cast<impl*>(p);
-        self->want_write = true;
-        self->arm_write();
-    }
-    static void del_write(void* p) { static_cast<impl*>(p)->want_write = false; }
-    static void cleanup(void* p) {
-        // hiredis is freeing the context: forget it before anything can touch it again.
-        auto* self = static_cast<impl*>(p);
-        if (self->sd) {
-            self->sd->release();  // hiredis owns the fd and closes it
-            self->sd.reset();
-        }
-        self->ac = nullptr;
-        ++self->generation;
-        self->want_read = self->want_write = self->reading = self->writing = false;
-    }
-
-    void arm_read() {
-        if (reading || !sd) return;
-        reading = true;
-        sd->async_wait(asio::posix::descriptor_base::wait_read,
-                       [self = shared_from_this(), gen = generation](boost::system::error_code ec) {
-                           if (gen != self->generation) return;
-                           self->reading = false;
-                           if (ec || !self->ac) return;
-                           if (self->want_read) redisAsyncHandleRead(self->ac);
-                           if (gen == self->generation && self->ac && self->want_read)
-                               self->arm_read();
-                       });
-    }
-
-    void arm_write() {
-        if (writing || !sd) return;
-        writing = true;
-        sd->async_wait(asio::posix::descriptor_base::wait_write,
-                       [self = shared_from_this(), gen = generation](boost::system::error_code ec) {
-                           if (gen != self->generation) return;
-                           self->writing = false;
-                           if (ec || !self->ac) return;
-                           if (self->want_write) redisAsyncHandleWrite(self->ac);
-                           if (gen == self->generation && self->ac && self->want_write)
-                               self->arm_write();
-                       });
-    }
-
-    // --- connection lifecycle ---
-    void connect() {
-        if (stopped) return;
-        st = state::connecting;
-        if (!opts.where.unix_path.empty())
-            ac = redisAsyncConnectUnix(opts.where.unix_path.c_str());
-        else
-            ac = redisAsyncConnect(opts.where.host.c_str(), opts.where.port);
-        if (ac == nullptr || ac->err) {
-            std::string why = ac ? ac->errstr : "out of memory";
-            if (ac) redisAsyncFree(ac);
-            ac = nullptr;
-            lost(why);
-            return;
-        }
-        ac->data = this;
-        ac->ev.data = this;
-        ac->ev.addRead = &impl::add_read;
-        ac->ev.delRead = &impl::del_read;
-        ac->ev.addWrite = &impl::add_write;
-        ac->ev.delWrite = &impl::del_write;
-        ac->ev.cleanup = &impl::cleanup;
-        sd = std::make_unique<asio::posix::stream_descriptor>(ioc, ac->c.fd);
-        redisAsyncSetConnectCallback(ac, &impl::on_connect);
-        redisAsyncSetDisconnectCallback(ac, &impl::on_disconnect);
-        // hiredis learns that a non-blocking connect finished from the first write event.
-        want_write = true;
-        arm_write();
-        connect_timer.expires_after(opts.connect_timeout);
-        connect_timer.async_wait([self = shared_from_this(), gen = generation](auto ec) {
-            if (ec || gen != self->generation) return;
-            if (self->st == state::connecting || self->st == state::setup)
-                self->drop("connect timeout");
+    // --- after every event: deliver answers, follow readiness, close, re-arm the timer ---
+    void after_machine() {
+        machine.deliver([this](net::completion<reply> h, reply rep, clock::time_point submitted) {
+            auto& m = net::global_metrics();
+            m.redis_latency.observe(
+                std::chrono::duration<double>(clock::now() - submitted).count());
+            if (rep.type == reply::kind::unavailable || rep.type == reply::kind::error)
+                m.redis_errors.fetch_add(1, std::memory_order_relaxed);
+            // Resume the waiting coroutine from the io_context, never from inside our loop.
+            asio::post(ioc, [h = std::move(h), rep = std::move(rep)]() mutable {
+                std::move(h)(std::move(rep));
+            });
         });
-    }
-
-    static void on_connect(const redisAsyncContext* c, int status) {
-        auto* self = static_cast<impl*>(c->data);
-        if (status != REDIS_OK) {
-            // hiredis frees the context right after this callback.
-            self->lost(c->errstr ? c->errstr : "connect failed");
-            return;
+        const auto& st = machine.stats();
+        auto& gm = net::global_metrics();
+        if (st.timeouts != seen.timeouts || st.late_replies != seen.late_replies ||
+            st.health_timeouts != seen.health_timeouts) {
+            gm.redis_timeouts.fetch_add(st.timeouts - seen.timeouts, std::memory_order_relaxed);
+            gm.redis_late_replies.fetch_add(st.late_replies - seen.late_replies,
+                                            std::memory_order_relaxed);
+            gm.redis_health_timeouts.fetch_add(st.health_timeouts - seen.health_timeouts,
+                                               std::memory_order_relaxed);
+            seen = st;
         }
-        self->st = state::setup;
-        self->setup_left = 0;
-        const auto& w = self->opts.where;
-        if (!w.password.empty()) {
-            if (w.username.empty())
-                self->send_internal(purpose::setup, {"AUTH", w.password});
-            else
-                self->send_internal(purpose::setup, {"AUTH", w.username, w.password});
-        }
-        if (w.db != 0) self->send_internal(purpose::setup, {"SELECT", std::to_string(w.db)});
-        if (self->setup_left == 0) self->became_ready();
-    }
-
-    static void on_disconnect(const redisAsyncContext* c, int status) {
-        auto* self = static_cast<impl*>(c->data);
-        self->lost(status == REDIS_OK ? "closed" : (c->errstr ? c->errstr : "connection lost"));
-    }
-
-    void became_ready() {
-        st = state::ready;
-        connect_timer.cancel();
-        if (ever_connected) net::global_metrics().redis_reconnects.fetch_add(1);
-        ever_connected = true;
-        attempt = 0;
-        if (marked_down) {
+        if (machine.ready() && marked_down) {
             marked_down = false;
             net::global_readiness().mark_up(net::readiness::redis);
+            if (ever_ready) net::global_metrics().redis_reconnects.fetch_add(1);
+            ever_ready = true;
+            armed = clock::time_point::max();  // the handshake's deadline is moot now
+            tick_timer.cancel();
+            log::info("redis_connected", {{"db", opts.where.db}});
         }
-        log::info("redis_connected", {{"db", opts.where.db}});
-        schedule_tick();
+        if (machine.must_drop() && close_socket) {
+            log::warn("redis_drop", {{"reason", *machine.must_drop()}});
+            if (!machine.handshake_error().empty())
+                log::error("redis_setup_failed", {{"reply", machine.handshake_error()}});
+            auto close = std::move(close_socket);
+            close_socket = nullptr;
+            close();
+            return;
+        }
+        if (machine.has_output() && writer_idle) wake.cancel();
+        // next_timer() walks the waiting callers: only when no wake-up is armed. A caller
+        // with an earlier deadline arms its own (start_command); a stale wake-up costs one
+        // empty on_timer.
+        if (armed == clock::time_point::max()) arm(machine.next_timer());
     }
 
-    // Every road out of a connection leads here once per connection; it plans the next one.
-    void lost(std::string_view why) {
-        if (st == state::idle) return;  // this connection's loss is already handled
-        bool was_ready = st == state::ready;
-        st = state::idle;
-        connect_timer.cancel();
-        tick_timer.cancel();
-        if (!marked_down) {
-            marked_down = true;
-            net::global_readiness().mark_down(net::readiness::redis);
-        }
-        if (stopped) return;
-        if (was_ready || attempt == 0) log::warn("redis_down", {{"reason", why}});
-        auto base = std::min<std::int64_t>(opts.backoff_max.count(), opts.backoff_min.count()
-                                                                         << std::min(attempt, 16u));
-        ++attempt;
-        std::uniform_int_distribution<std::int64_t> jitter(base / 2, base);
-        retry_timer.expires_after(std::chrono::milliseconds(jitter(rng)));
-        retry_timer.async_wait([self = shared_from_this()](auto ec) {
-            if (!ec && !self->stopped && self->st == state::idle && !self->ac) self->connect();
+    void arm(clock::time_point t) {
+        if (t == clock::time_point::max() || t >= armed) return;
+        armed = t;
+        tick_timer.expires_at(t);
+        tick_timer.async_wait([self = shared_from_this(), t](boost::system::error_code ec) {
+            if (ec || self->armed != t) return;
+            self->armed = clock::time_point::max();
+            self->machine.on_timer(clock::now());
+            self->after_machine();
         });
     }
 
-    // Tears the connection down now: pending commands complete as unavailable.
-    void drop(std::string_view why) {
-        if (!ac) return;
-        bool was_connected = (ac->c.flags & REDIS_CONNECTED) != 0;
-        log::warn("redis_drop", {{"reason", why}});
-        redisAsyncFree(ac);             // runs pending callbacks with no reply, then cleanup()
-        if (!was_connected) lost(why);  // hiredis calls on_disconnect only when connected
+    // Closes the socket if the operation in progress outlasts `d` (connect, TLS handshake).
+    void start_deadline(std::chrono::milliseconds d) {
+        deadline_timer.expires_after(d);
+        deadline_timer.async_wait(
+            [self = shared_from_this(), seq = ++deadline_seq](boost::system::error_code ec) {
+                if (ec || seq != self->deadline_seq || !self->close_socket) return;
+                self->close_socket();
+            });
+    }
+    void end_deadline() {
+        ++deadline_seq;
+        deadline_timer.cancel();
     }
 
-    void schedule_tick() {
-        auto interval = std::min(opts.command_timeout / 4, opts.health_interval);
-        if (interval < std::chrono::milliseconds(10)) interval = std::chrono::milliseconds(10);
-        tick_timer.expires_after(interval);
-        tick_timer.async_wait([self = shared_from_this(), gen = generation](auto ec) {
-            if (ec || gen != self->generation || self->st != state::ready) return;
-            self->tick();
-        });
-    }
-
-    clock::time_point last_ping{};
-
-    void tick() {
-        auto now = clock::now();
-        if (!fifo.empty() && fifo.front()->deadline < now) {
-            drop("command timeout");
-            return;
+    // --- one connection: reader and writer until either stops ---
+    template <typename Stream>
+    asio::awaitable<void> reader(Stream& s, std::string& why) {
+        for (;;) {
+            auto [ec, n] = co_await s.async_read_some(asio::buffer(read_buffer), use_tuple);
+            if (ec) {
+                if (why.empty())
+                    why = ec == asio::error::eof ? "closed by the server" : ec.message();
+                if (close_socket) std::exchange(close_socket, nullptr)();
+                co_return;
+            }
+            machine.on_bytes(read_buffer.data(), n, clock::now());
+            if (machine.must_drop() && why.empty()) why = *machine.must_drop();
+            after_machine();
+            if (!close_socket) co_return;
         }
-        if (now - last_ping >= opts.health_interval) {
-            last_ping = now;
-            send_internal(purpose::ping, {"PING"});
-        }
-        schedule_tick();
     }
 
-    // --- commands ---
-    bool send(pending* p, std::initializer_list<std::string_view> args) {
-        const char* argv[4];
-        std::size_t lens[4];
-        int argc = 0;
-        for (auto a : args) {
-            argv[argc] = a.data();
-            lens[argc] = a.size();
-            ++argc;
+    template <typename Stream>
+    asio::awaitable<void> writer(Stream& s, std::string& why) {
+        for (;;) {
+            if (!machine.has_output()) {
+                writer_idle = true;
+                wake.expires_at(clock::time_point::max());
+                co_await wake.async_wait(use_tuple);
+                writer_idle = false;
+                if (!close_socket) co_return;
+                continue;
+            }
+            machine.take_output(write_buffer);
+            auto [ec, n] = co_await asio::async_write(s, asio::buffer(write_buffer), use_tuple);
+            if (ec) {
+                if (why.empty()) why = ec.message();
+                if (close_socket) std::exchange(close_socket, nullptr)();
+                wake.cancel();
+                co_return;
+            }
         }
-        p->started = clock::now();
-        p->deadline = p->started + opts.command_timeout;
-        if (redisAsyncCommandArgv(ac, &impl::on_reply, p, argc, argv, lens) != REDIS_OK)
-            return false;
-        fifo.push_back(p);
-        return true;
     }
 
-    void send_internal(purpose what, std::initializer_list<std::string> args) {
-        auto* p = new pending{};
-        p->what = what;
-        std::string_view views[4];
-        int n = 0;
-        for (const auto& a : args) views[n++] = a;
-        bool ok = false;
-        switch (n) {
-            case 1:
-                ok = send(p, {views[0]});
-                break;
-            case 2:
-                ok = send(p, {views[0], views[1]});
-                break;
-            case 3:
-                ok = send(p, {views[0], views[1], views[2]});
-                break;
-        }
-        if (!ok) {
-            delete p;
-            return;
-        }
-        if (what == purpose::setup) ++setup_left;
+    template <typename Stream>
+    asio::awaitable<void> serve(Stream& s, std::string& why) {
+        machine.on_open(clock::now());
+        after_machine();
+        co_await (reader(s, why) || writer(s, why));
+        writer_idle = false;
     }
 
-    static void on_reply(redisAsyncContext* c, void* r, void* privdata) {
-        auto* self = static_cast<impl*>(c->data);
-        std::unique_ptr<pending> p(static_cast<pending*>(privdata));
-        self->finish(std::move(p), to_reply(static_cast<redisReply*>(r)));
+    // Resolves (on Asio's resolver thread, never blocking this one) and tries every address.
+    asio::awaitable<bool> connect_tcp(tcp::socket& sock, const std::string& host,
+                                      std::uint16_t port, std::string& why) {
+        tcp::resolver resolver(ioc);
+        close_socket = [&resolver] { resolver.cancel(); };
+        start_deadline(opts.connect_timeout);
+        auto [rec, results] =
+            co_await resolver.async_resolve(host, std::to_string(port), use_tuple);
+        end_deadline();
+        close_socket = nullptr;
+        if (rec) {
+            why = "resolve " + host + ": " + rec.message();
+            co_return false;
+        }
+        for (const auto& entry : results) {
+            if (stopped) co_return false;
+            boost::system::error_code ec;
+            sock = tcp::socket(ioc);
+            sock.open(entry.endpoint().protocol(), ec);
+            if (ec) continue;
+            close_socket = [&sock] {
+                boost::system::error_code ignored;
+                sock.close(ignored);
+            };
+            start_deadline(opts.connect_timeout);
+            auto [cec] = co_await sock.async_connect(entry.endpoint(), use_tuple);
+            end_deadline();
+            bool timed_out = !sock.is_open();
+            close_socket = nullptr;
+            if (!cec && !timed_out) {
+                set_keepalive(sock);
+                co_return true;
+            }
+            why = "connect " + entry.endpoint().address().to_string() + ":" + std::to_string(port) +
+                  ": " + (timed_out ? "timed out" : cec.message());
+        }
+        if (why.empty()) why = "resolve " + host + ": no address";
+        co_return false;
     }
 
-    void finish(std::unique_ptr<pending> p, reply rep) {
-        if (!fifo.empty() && fifo.front() == p.get())
-            fifo.pop_front();
-        else
-            fifo.erase(std::remove(fifo.begin(), fifo.end(), p.get()), fifo.end());
-        auto& m = net::global_metrics();
-        switch (p->what) {
-            case purpose::setup:
-                if (rep.type != reply::kind::string) {
-                    if (rep.type == reply::kind::error)
-                        log::error("redis_setup_failed", {{"reply", rep.value}});
-                    if (ac) redisAsyncFree(ac);  // deferred by hiredis while in a callback
-                    return;
+    asio::awaitable<void> serve_tcp(const std::string& host, std::uint16_t port, std::string& why) {
+        tcp::socket sock(ioc);
+        if (!co_await connect_tcp(sock, host, port, why)) co_return;
+        if (!tls) {
+            close_socket = [&sock] {
+                boost::system::error_code ignored;
+                sock.close(ignored);
+            };
+            co_await serve(sock, why);
+            close_socket = nullptr;
+            co_return;
+        }
+        ssl::stream<tcp::socket> stream(std::move(sock), *tls);
+        const auto& name = opts.tls.server_name.empty() ? host : opts.tls.server_name;
+        if (!is_ip_address(name)) SSL_set_tlsext_host_name(stream.native_handle(), name.c_str());
+        stream.set_verify_callback(ssl::host_name_verification(name));
+        close_socket = [&stream] {
+            boost::system::error_code ignored;
+            stream.lowest_layer().close(ignored);
+        };
+        start_deadline(opts.connect_timeout);
+        auto [hec] = co_await stream.async_handshake(ssl::stream_base::client, use_tuple);
+        end_deadline();
+        if (hec || !stream.lowest_layer().is_open()) {
+            why = "TLS handshake: " + (hec ? hec.message() : std::string("timed out"));
+            close_socket = nullptr;
+            co_return;
+        }
+        co_await serve(stream, why);
+        close_socket = nullptr;
+    }
+
+    asio::awaitable<void> serve_unix(std::string& why) {
+        asio::local::stream_protocol::socket sock(ioc);
+        close_socket = [&sock] {
+            boost::system::error_code ignored;
+            sock.close(ignored);
+        };
+        start_deadline(opts.connect_timeout);
+        auto [ec] = co_await sock.async_connect(
+            asio::local::stream_protocol::endpoint(opts.where.unix_path), use_tuple);
+        end_deadline();
+        if (ec || !sock.is_open()) {
+            why = "connect " + opts.where.unix_path + ": " + (ec ? ec.message() : "timed out");
+            close_socket = nullptr;
+            co_return;
+        }
+        co_await serve(sock, why);
+        close_socket = nullptr;
+    }
+
+    // --- Sentinel: ask each sentinel in turn for the master's address ---
+    // Sends `commands` on a fresh connection to one sentinel and returns its replies.
+    asio::awaitable<std::optional<std::pair<std::string, std::uint16_t>>> ask_sentinels(
+        std::string& why) {
+        const auto& w = opts.where;
+        for (const auto& s : w.sentinels) {
+            if (stopped) co_return std::nullopt;
+            tcp::socket sock(ioc);
+            std::string err;
+            if (!co_await connect_tcp(sock, s.host, s.port, err)) {
+                why = "sentinel " + err;
+                continue;
+            }
+            std::string out;
+            std::size_t expected = 1;
+            if (!w.sentinel_password.empty()) {
+                append_command(out, {"AUTH", w.sentinel_password});
+                ++expected;
+            }
+            append_command(out, {"SENTINEL", "get-master-addr-by-name", w.master_name});
+            close_socket = [&sock] {
+                boost::system::error_code ignored;
+                sock.close(ignored);
+            };
+            start_deadline(opts.connect_timeout);
+            auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(out), use_tuple);
+            resp_reader rr;
+            std::optional<std::pair<std::string, std::uint16_t>> found;
+            std::string answer_error;
+            while (!wec && expected > 0) {
+                auto [rec, n] = co_await sock.async_read_some(asio::buffer(read_buffer), use_tuple);
+                if (rec) break;
+                rr.feed(read_buffer.data(), n);
+                bool broken = false;
+                while (expected > 0) {
+                    auto r = rr.next(broken);
+                    if (!r) break;
+                    --expected;
+                    if (r->type == REDIS_REPLY_ERROR)
+                        answer_error = error_word(std::string_view(r->str, r->len));
+                    else if (expected == 0)
+                        found = parse_master_addr(*r);
                 }
-                if (--setup_left == 0 && st == state::setup) became_ready();
-                return;
-            case purpose::ping:
-                if (rep.type == reply::kind::error) drop("PING failed");
-                return;
-            case purpose::user:
-                break;
+                if (broken) break;
+            }
+            end_deadline();
+            close_socket = nullptr;
+            if (found) co_return found;
+            why = "sentinel " + s.host + ":" + std::to_string(s.port) + ": " +
+                  (!answer_error.empty() ? answer_error
+                   : expected == 0       ? "does not know master " + w.master_name
+                                         : "no answer");
         }
-        m.redis_latency.observe(std::chrono::duration<double>(clock::now() - p->started).count());
-        if (rep.type == reply::kind::unavailable || rep.type == reply::kind::error)
-            m.redis_errors.fetch_add(1, std::memory_order_relaxed);
-        complete(std::move(p->handler), std::move(rep));
+        co_return std::nullopt;
     }
 
-    void complete(net::completion<reply> h, reply rep) {
-        // Resume the waiting coroutine from the io_context, never from inside hiredis.
-        // Every caller runs on this client's single-threaded io_context.
-        asio::post(ioc, [h = std::move(h), rep = std::move(rep)]() mutable {
-            std::move(h)(std::move(rep));
-        });
+    // A subscription to +switch-master on one sentinel after another: when the master
+    // moves, the data connection is closed and the sentinels asked again at once. This is
+    // the client's second kind of connection, for pushes only (pubsub messages are read by
+    // the same RESP decoder, and none is matched to a caller).
+    asio::awaitable<void> watch_sentinels() {
+        auto self = shared_from_this();
+        const auto& w = opts.where;
+        std::size_t next = 0;
+        std::array<char, 4096> buf;
+        asio::steady_timer pause(ioc);
+        while (!stopped) {
+            const auto& s = w.sentinels[next++ % w.sentinels.size()];
+            tcp::resolver resolver(ioc);
+            auto [rec, results] =
+                co_await resolver.async_resolve(s.host, std::to_string(s.port), use_tuple);
+            tcp::socket sock(ioc);
+            bool up = false;
+            if (!rec) {
+                for (const auto& e : results) {
+                    sock = tcp::socket(ioc);
+                    asio::steady_timer limit(ioc, opts.connect_timeout);
+                    auto outcome = co_await (sock.async_connect(e.endpoint(), use_tuple) ||
+                                             limit.async_wait(use_tuple));
+                    if (outcome.index() == 0 && !std::get<0>(std::get<0>(outcome)) &&
+                        sock.is_open()) {
+                        up = true;
+                        break;
+                    }
+                }
+            }
+            if (up && !stopped) {
+                set_keepalive(sock);
+                close_watch = [&sock] {
+                    boost::system::error_code ignored;
+                    sock.close(ignored);
+                };
+                std::string out;
+                if (!w.sentinel_password.empty())
+                    append_command(out, {"AUTH", w.sentinel_password});
+                append_command(out, {"SUBSCRIBE", "+switch-master"});
+                auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(out), use_tuple);
+                resp_reader rr;
+                while (!wec && !stopped) {
+                    auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), use_tuple);
+                    if (ec) break;
+                    rr.feed(buf.data(), n);
+                    bool broken = false;
+                    while (auto r = rr.next(broken)) {
+                        if (auto moved = parse_switch_master(*r, w.master_name)) switched(*moved);
+                    }
+                    if (broken) break;
+                }
+                close_watch = nullptr;
+            }
+            if (stopped) co_return;
+            pause.expires_after(std::chrono::milliseconds(500));
+            co_await pause.async_wait(use_tuple);
+        }
+    }
+
+    void switched(const std::pair<std::string, std::uint16_t>& to) {
+        net::global_metrics().redis_failovers.fetch_add(1, std::memory_order_relaxed);
+        log::warn(
+            "redis_failover",
+            {{"master", opts.where.master_name}, {"new_host", to.first}, {"new_port", to.second}});
+        skip_backoff = true;
+        machine.retry().failures = 0;
+        if (close_socket) std::exchange(close_socket, nullptr)();
+        retry_timer.cancel();
+    }
+
+    // --- the loop: connect, serve, back off, again ---
+    asio::awaitable<void> run() {
+        auto self = shared_from_this();
+        while (!stopped) {
+            std::string why;
+            bool was_ready = false;
+            if (!opts.where.sentinels.empty()) {
+                auto master = co_await ask_sentinels(why);
+                if (master && !stopped) {
+                    why.clear();
+                    co_await serve_tcp(master->first, master->second, why);
+                }
+            } else if (!opts.where.unix_path.empty()) {
+                co_await serve_unix(why);
+            } else {
+                co_await serve_tcp(opts.where.host, opts.where.port, why);
+            }
+            was_ready = machine.ready();
+            machine.on_close();
+            armed = clock::time_point::max();
+            tick_timer.cancel();
+            after_machine();
+            if (!marked_down) {
+                marked_down = true;
+                net::global_readiness().mark_down(net::readiness::redis);
+            }
+            if (stopped) co_return;
+            auto delay = skip_backoff ? std::chrono::milliseconds(0) : machine.retry().next(rng);
+            skip_backoff = false;
+            if (was_ready || machine.retry().failures == 1)
+                log::warn("redis_down", {{"reason", why}, {"retry_ms", delay.count()}});
+            else
+                log::debug("redis_retry", {{"reason", why},
+                                           {"failures", machine.retry().failures},
+                                           {"retry_ms", delay.count()}});
+            retry_timer.expires_after(delay);
+            co_await retry_timer.async_wait(use_tuple);
+        }
     }
 
     void stop() {
         stopped = true;
-        connect_timer.cancel();
-        retry_timer.cancel();
         tick_timer.cancel();
-        if (ac) redisAsyncFree(ac);
+        retry_timer.cancel();
+        deadline_timer.cancel();
+        if (close_socket) std::exchange(close_socket, nullptr)();
+        if (close_watch) std::exchange(close_watch, nullptr)();
+        wake.cancel();
     }
 };
 
@@ -372,7 +523,17 @@ client::~client() {
 }
 
 void client::start() {
-    asio::post(impl_->ioc, [self = impl_] { self->connect(); });
+    auto on_exit = [](std::exception_ptr e) {
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            log::error("redis_loop_failed", {{"error", ex.what()}});
+        }
+    };
+    asio::co_spawn(impl_->ioc, impl_->run(), on_exit);
+    if (!impl_->opts.where.sentinels.empty())
+        asio::co_spawn(impl_->ioc, impl_->watch_sentinels(), on_exit);
 }
 
 void client::stop() {
@@ -380,26 +541,19 @@ void client::stop() {
 }
 
 bool client::connected() const {
-    return impl_->st == impl::state::ready;
+    return impl_->machine.ready();
 }
 
 void client::start_command(std::string_view verb, std::string_view arg,
+                           std::chrono::steady_clock::time_point deadline,
                            net::completion<reply> handler) {
-    auto& m = net::global_metrics();
-    m.redis_commands.fetch_add(1, std::memory_order_relaxed);
-    if (impl_->st != impl::state::ready || !impl_->ac) {
-        m.redis_errors.fetch_add(1, std::memory_order_relaxed);
-        impl_->complete(std::move(handler), reply{});
-        return;
-    }
-    auto p = std::make_unique<pending>();
-    p->handler = std::move(handler);
-    if (!impl_->send(p.get(), {verb, arg})) {
-        m.redis_errors.fetch_add(1, std::memory_order_relaxed);
-        impl_->complete(std::move(p->handler), reply{});
-        return;
-    }
-    p.release();  // owned by hiredis's callback list until on_reply
+    net::global_metrics().redis_commands.fetch_add(1, std::memory_order_relaxed);
+    auto now = clock::now();
+    auto limit = now + impl_->opts.command_timeout;
+    std::string_view args[] = {verb, arg};
+    auto waits = impl_->machine.submit(args, std::min(deadline, limit), std::move(handler), now);
+    if (waits) impl_->arm(*waits);
+    impl_->after_machine();
 }
 
 }  // namespace neptun::redis

@@ -22,12 +22,13 @@ std::optional<std::int64_t> user_id_from_session(std::string_view json) {
     return std::nullopt;
 }
 
-boost::asio::awaitable<session_lookup> session_store::user_for(std::string_view token) {
+boost::asio::awaitable<session_lookup> session_store::user_for(
+    std::string_view token, std::chrono::steady_clock::time_point deadline) {
     std::string key;
     key.reserve(prefix_.size() + token.size());
     key += prefix_;
     key += token;
-    auto rep = co_await redis_.async_get(key);
+    auto rep = co_await redis_.async_get(key, deadline);
     switch (rep.type) {
         case reply::kind::nil:
             co_return session_lookup{session_status::unknown, 0};
@@ -39,7 +40,8 @@ boost::asio::awaitable<session_lookup> session_store::user_for(std::string_view 
                 net::log::warn("session_unreadable", {{"reason", "not a string value"}});
                 co_return session_lookup{session_status::invalid, 0};
             }
-            net::log::warn("redis_error_reply", {{"reply", rep.value.substr(0, 80)}});
+            // The client keeps only the error's first word: the rest may echo the key.
+            net::log::warn("redis_error_reply", {{"reply", rep.value}});
             co_return session_lookup{session_status::unavailable, 0};
         case reply::kind::string:
             break;

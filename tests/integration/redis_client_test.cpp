@@ -1,5 +1,7 @@
 // The hiredis-on-Asio client against a real redis-server: pipelined lookups return each
 // caller its own answer; a stopped server fails commands fast; a restarted one is found again.
+#include <stdlib.h>
+
 #include <boost/asio.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -162,6 +164,96 @@ BOOST_AUTO_TEST_CASE(a_stopped_server_fails_fast_and_a_restarted_one_is_used_aga
     BOOST_TEST((failed_in < std::chrono::milliseconds(100)));
     BOOST_TEST((after.status == redis::session_status::ok && after.user_id == 9));
     client.stop();
+}
+
+BOOST_AUTO_TEST_CASE(one_slow_reply_does_not_fail_the_callers_behind_it) {
+    redis_server server;
+    stores::redis({"SET", "s:a", R"({"user":{"id":1}})"}, server.port());
+    stores::redis({"SET", "s:b", R"({"user":{"id":2}})"}, server.port());
+    asio::io_context ioc(1);
+    auto o = options_for(server.port());
+    o.command_timeout = 400ms;
+    redis::client client(ioc, o);
+    redis::session_store sessions(client, "s:");
+    client.start();
+    redis::session_lookup first, second, third;
+    std::chrono::steady_clock::duration first_took{}, second_took{};
+    bool done = false;
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+            asio::steady_timer t(ioc);
+            while (!client.connected()) {
+                t.expires_after(5ms);
+                co_await t.async_wait(asio::use_awaitable);
+            }
+            // Redis holds our commands for 600 ms: the first caller's reply comes after its
+            // 400 ms, the second's (sent 300 ms later) within its own.
+            BOOST_REQUIRE(stores::redis({"CLIENT", "PAUSE", "600", "ALL"}, server.port()) == "OK");
+            auto start = std::chrono::steady_clock::now();
+            asio::co_spawn(
+                ioc,
+                [&]() -> asio::awaitable<void> {
+                    first = co_await sessions.user_for("a");
+                    first_took = std::chrono::steady_clock::now() - start;
+                },
+                asio::detached);
+            t.expires_after(300ms);
+            co_await t.async_wait(asio::use_awaitable);
+            second = co_await sessions.user_for("b");
+            second_took = std::chrono::steady_clock::now() - start;
+            third = co_await sessions.user_for("a");
+            done = true;
+        },
+        asio::detached);
+    run_until(ioc, done);
+    BOOST_REQUIRE(done);
+    BOOST_TEST((first.status == redis::session_status::unavailable));
+    BOOST_TEST((first_took >= 390ms && first_took < 500ms));
+    BOOST_TEST((second.status == redis::session_status::ok && second.user_id == 2));
+    BOOST_TEST((second_took >= 550ms && second_took < 700ms));
+    BOOST_TEST((third.status == redis::session_status::ok && third.user_id == 1));
+    // Five connections in all: two SETs, ours, CLIENT PAUSE and this INFO; ours was never dropped.
+    BOOST_TEST(
+        stores::redis({"INFO", "stats"}, server.port()).find("total_connections_received:5") !=
+        std::string::npos);
+    client.stop();
+}
+
+BOOST_AUTO_TEST_CASE(a_unix_socket_serves_with_the_handshake) {
+    char dir[] = "/tmp/neptun-redis-unix-XXXXXX";
+    BOOST_REQUIRE(::mkdtemp(dir));
+    std::string path = std::string(dir) + "/redis.sock";
+    redis_server server({"--unixsocket", path, "--requirepass", "pw"});
+    run_command({"/usr/bin/redis-cli", "-p", std::to_string(server.port()), "-a", "pw",
+                 "--no-auth-warning", "-n", "2", "SET", "u:x", R"({"user":{"id":5}})"});
+    asio::io_context ioc(1);
+    redis::options o;
+    std::string why;
+    o.where = *redis::parse_url("unix://" + path + "?db=2&password=pw", why);
+    redis::client client(ioc, o);
+    redis::session_store sessions(client, "u:");
+    client.start();
+    redis::session_lookup got;
+    bool done = false;
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+            asio::steady_timer t(ioc);
+            while (!client.connected()) {
+                t.expires_after(5ms);
+                co_await t.async_wait(asio::use_awaitable);
+            }
+            got = co_await sessions.user_for("x");
+            done = true;
+        },
+        asio::detached);
+    run_until(ioc, done);
+    BOOST_REQUIRE(done);
+    BOOST_TEST((got.status == redis::session_status::ok && got.user_id == 5));
+    client.stop();
+    server.stop();
+    run_command({"/bin/rm", "-rf", dir});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -56,6 +56,11 @@ struct config {
 
     milliseconds redis_connect_timeout{2000};
     milliseconds redis_timeout{1000};
+    milliseconds redis_health_timeout{2000};
+    std::string redis_tls_ca_file;
+    std::string redis_tls_cert_file;
+    std::string redis_tls_key_file;
+    std::string redis_tls_server_name;
 
     unsigned pg_pool_size = 4;
     unsigned pg_pipeline_depth = 32;

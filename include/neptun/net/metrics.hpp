@@ -52,6 +52,10 @@ struct metrics {
     std::atomic<std::uint64_t> redis_commands{0};
     std::atomic<std::uint64_t> redis_errors{0};
     std::atomic<std::uint64_t> redis_reconnects{0};
+    std::atomic<std::uint64_t> redis_timeouts{0};
+    std::atomic<std::uint64_t> redis_late_replies{0};
+    std::atomic<std::uint64_t> redis_health_timeouts{0};
+    std::atomic<std::uint64_t> redis_failovers{0};
     histogram redis_latency;
 
     std::atomic<std::int64_t> pg_in_use{0};

@@ -1,7 +1,9 @@
-// A Redis client on hiredis's async API, driven by Boost.Asio. One per I/O thread: it is
-// touched only from its io_context's thread, so it needs no strand and no lock. Commands
-// issued together are written back to back on one connection and their replies matched in
-// order (hiredis keeps the FIFO). While the connection is down, commands fail at once.
+// A Redis client for the session lookups. One per I/O thread: it is touched only from its
+// io_context's thread, so it needs no strand and no lock. Asio owns the socket (resolve
+// without blocking the thread, every address tried, connect timeout, TCP keepalive, TLS);
+// hiredis is only the RESP decoder; the decisions live in protocol.hpp's sans-io machine.
+// Commands issued together are written in one write and their replies matched in order.
+// While the connection is not ready (handshake not answered), commands fail at once.
 #pragma once
 
 #include <chrono>
@@ -16,31 +18,36 @@
 #include <boost/asio/use_awaitable.hpp>
 #include "neptun/net/completion.hpp"
 
+#include "neptun/redis/protocol.hpp"
 #include "neptun/redis/url.hpp"
 
 namespace neptun::redis {
 
 namespace asio = boost::asio;
 
+// rediss:// settings (NEPTUN_REDIS_TLS_*). The server's certificate is always verified:
+// against `ca_file`, or the system's CAs when it is empty; its name against `server_name`,
+// or the URL's host when that is empty.
+struct tls_options {
+    std::string ca_file;
+    std::string cert_file;  // client certificate (chain, PEM), with key_file
+    std::string key_file;
+    std::string server_name;
+};
+
 struct options {
     address where;
-    std::chrono::milliseconds connect_timeout{2000};
-    std::chrono::milliseconds command_timeout{1000};
+    tls_options tls;
+    std::chrono::milliseconds connect_timeout{2000};  // per address, and for the handshake
+    std::chrono::milliseconds command_timeout{1000};  // the most a lookup waits for a reply
     std::chrono::milliseconds health_interval{1000};
+    std::chrono::milliseconds health_timeout{2000};  // a PING unanswered this long: drop
     std::chrono::milliseconds backoff_min{50};
     std::chrono::milliseconds backoff_max{2000};
 };
 
-struct reply {
-    enum class kind {
-        string,       // a bulk or status string in `value`
-        nil,          // the key does not exist
-        error,        // Redis answered an error (text in `value`)
-        unavailable,  // no connection, timed out, or lost before the reply
-    };
-    kind type = kind::unavailable;
-    std::string value;
-};
+// Whether the TLS settings can be loaded (files readable, key matches the certificate).
+bool check_tls(const tls_options& tls, std::string& why);
 
 class client {
   public:
@@ -53,20 +60,29 @@ class client {
     void stop();   // closes the connection and stops reconnecting
     bool connected() const;
 
-    // GET key. Completes on the client's thread with a reply (never throws).
+    // GET key. Completes on the client's thread with a reply (never throws), at the latest
+    // at min(deadline, now + command_timeout) (then unavailable).
+    template <typename Token = asio::use_awaitable_t<>>
+    auto async_get(std::string_view key, std::chrono::steady_clock::time_point deadline,
+                   Token&& token = {}) {
+        return asio::async_initiate<Token, void(reply)>(
+            [this](auto handler, std::string_view k, std::chrono::steady_clock::time_point d) {
+                start_command("GET", k, d, net::completion<reply>(std::move(handler)));
+            },
+            token, key, deadline);
+    }
     template <typename Token = asio::use_awaitable_t<>>
     auto async_get(std::string_view key, Token&& token = {}) {
-        return asio::async_initiate<Token, void(reply)>(
-            [this](auto handler, std::string_view k) {
-                start_command("GET", k, net::completion<reply>(std::move(handler)));
-            },
-            token, key);
+        return async_get(key, std::chrono::steady_clock::time_point::max(),
+                         std::forward<Token>(token));
     }
 
     struct impl;
 
   private:
-    void start_command(std::string_view verb, std::string_view arg, net::completion<reply> handler);
+    void start_command(std::string_view verb, std::string_view arg,
+                       std::chrono::steady_clock::time_point deadline,
+                       net::completion<reply> handler);
     std::shared_ptr<impl> impl_;
 };
 

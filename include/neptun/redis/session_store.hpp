@@ -2,6 +2,7 @@
 // of the JSON value. Used by the project use case to authenticate each request.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -32,7 +33,10 @@ class session_store {
   public:
     session_store(client& redis, std::string prefix) : redis_(redis), prefix_(std::move(prefix)) {}
     // `token` has been checked by the cookie parser; it is used only as part of the key.
-    boost::asio::awaitable<session_lookup> user_for(std::string_view token);
+    // Waits at most until `deadline` (and the client's command timeout): then unavailable.
+    boost::asio::awaitable<session_lookup> user_for(
+        std::string_view token, std::chrono::steady_clock::time_point deadline =
+                                    std::chrono::steady_clock::time_point::max());
 
   private:
     client& redis_;

@@ -130,8 +130,11 @@ if [ -s "$base_tar" ] && [ -n "$(find "$base_tar" -mtime -7)" ]; then
 else
   rm -rf "${cache:?}"/base/*
   log_step "mmdebstrap --variant=minbase bookworm from ${sources[*]}"
-  if mmdebstrap --variant=minbase --format=tar --quiet bookworm "$base_tar.tmp" "${sources[@]}" >"$work/mmdebstrap.log" 2>&1 &&
-    mv "$base_tar.tmp" "$base_tar"; then
+  # Without the descriptors we inherit (ctest's, our lock): mmdebstrap hands apt the next
+  # free one for `cat >&N`, and dash cannot redirect past 9 ("Bad fd number").
+  if (for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+    exec mmdebstrap --variant=minbase --format=tar --verbose bookworm "$base_tar.tmp" "${sources[@]}") \
+    >"$work/mmdebstrap.log" 2>&1 && mv "$base_tar.tmp" "$base_tar"; then
     pass "base: mmdebstrap made $(basename "$base_tar") ($(elapsed))"
   else
     cp "$work/mmdebstrap.log" "$cache/last-mmdebstrap.log"

@@ -28,6 +28,8 @@
 # ports: the container shares the host's network, so 127.0.0.1 is the host's loopback and
 # the stores are reachable; nothing listens beyond loopback).
 # Exits 0 when every check passed; prints "N passed, M failed" last.
+# `check && pass ... || failc ...` is meant: pass always returns 0.
+# shellcheck disable=SC2015
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -132,7 +134,7 @@ else
   log_step "mmdebstrap --variant=minbase bookworm from ${sources[*]}"
   # Without the descriptors we inherit (ctest's, our lock): mmdebstrap hands apt the next
   # free one for `cat >&N`, and dash cannot redirect past 9 ("Bad fd number").
-  if (for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+  if (for f in /proc/"$BASHPID"/fd/*; do fd=${f##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
     exec mmdebstrap --variant=minbase --format=tar --verbose bookworm "$base_tar.tmp" "${sources[@]}") \
     >"$work/mmdebstrap.log" 2>&1 && mv "$base_tar.tmp" "$base_tar"; then
     pass "base: mmdebstrap made $(basename "$base_tar") ($(elapsed))"

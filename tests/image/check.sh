@@ -44,7 +44,7 @@ case ${1:-} in
   --prepare) ensure_packages "${NEPTUN_IMAGE_PACKAGES[@]}"; exit ;;
   --store) store=${2:-}; [ -n "$store" ] || { echo "--store needs a folder" >&2; exit 2; }
     keep_store=1 ;;
-  -h | --help) sed -n '2,31s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 2 ;;
+  -h | --help) sed -n '2,30s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 2 ;;
   "") ;;
   *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
 esac

@@ -28,6 +28,8 @@
 # ports: the container shares the host's network, so 127.0.0.1 is the host's loopback and
 # the stores are reachable; nothing listens beyond loopback).
 # Exits 0 when every check passed; prints "N passed, M failed" last.
+# `check && pass ... || failc ...` is meant: pass always returns 0.
+# shellcheck disable=SC2015
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -42,7 +44,7 @@ case ${1:-} in
   --prepare) ensure_packages "${NEPTUN_IMAGE_PACKAGES[@]}"; exit ;;
   --store) store=${2:-}; [ -n "$store" ] || { echo "--store needs a folder" >&2; exit 2; }
     keep_store=1 ;;
-  -h | --help) sed -n '2,31s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 2 ;;
+  -h | --help) sed -n '2,30s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 2 ;;
   "") ;;
   *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
 esac
@@ -130,8 +132,11 @@ if [ -s "$base_tar" ] && [ -n "$(find "$base_tar" -mtime -7)" ]; then
 else
   rm -rf "${cache:?}"/base/*
   log_step "mmdebstrap --variant=minbase bookworm from ${sources[*]}"
-  if mmdebstrap --variant=minbase --format=tar --quiet bookworm "$base_tar.tmp" "${sources[@]}" >"$work/mmdebstrap.log" 2>&1 &&
-    mv "$base_tar.tmp" "$base_tar"; then
+  # Without the descriptors we inherit (ctest's, our lock): mmdebstrap hands apt the next
+  # free one for `cat >&N`, and dash cannot redirect past 9 ("Bad fd number").
+  if (for f in /proc/"$BASHPID"/fd/*; do fd=${f##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+    exec mmdebstrap --variant=minbase --format=tar --verbose bookworm "$base_tar.tmp" "${sources[@]}") \
+    >"$work/mmdebstrap.log" 2>&1 && mv "$base_tar.tmp" "$base_tar"; then
     pass "base: mmdebstrap made $(basename "$base_tar") ($(elapsed))"
   else
     cp "$work/mmdebstrap.log" "$cache/last-mmdebstrap.log"

@@ -150,7 +150,9 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         bool ever_ready = false;
         clock::time_point connect_deadline;
         asio::steady_timer retry;
-        std::string hostaddr;  // resolved off the I/O thread
+        // The host, hostaddr and port lists given to libpq, resolved off the I/O thread.
+        std::string host_list, hostaddr_list, port_list;
+        unsigned entries = 0;
     };
 
     impl(asio::io_context& io, options o, std::vector<statement> s)
@@ -160,6 +162,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
           tick_timer(io),
           resolver(io),
           rng(std::random_device{}()) {
+        parse_hosts();
         for (unsigned i = 0; i < std::max(1u, opts.size); ++i) {
             conns.push_back(std::make_unique<conn>(io));
             conns.back()->index = i;
@@ -192,14 +195,33 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         schedule_tick();
     }
 
-    // libpq resolves host names with a blocking getaddrinfo(); resolve them with Asio (off the
-    // I/O thread) and hand libpq the addresses as hostaddr.
-    void begin_connect(conn& c) {
-        if (stopped) return;
-        c.st = state::resolving;
-        c.connect_deadline = clock::now() + opts.connect_timeout;
+    // libpq resolves host names with a blocking getaddrinfo(); resolve every host of the
+    // (possibly multi-host) conninfo with Asio instead, off the I/O thread, and hand libpq
+    // the addresses as a hostaddr list. `host` stays as given, one entry per address, so
+    // that TLS verify-full still checks the server's name; IP literals and socket
+    // directories need no lookup. A host that does not resolve is left out; libpq tries
+    // the remaining entries in order (and target_session_attrs picks among them).
+    struct connect_target {
+        std::vector<std::string> hosts, ports;
+        bool pass_through = false;  // hostaddr given, or no host: libpq does no lookup
+    };
+    connect_target target_hosts;
+
+    static std::vector<std::string> split(const std::string& s) {
+        std::vector<std::string> out;
+        std::size_t from = 0;
+        while (true) {
+            auto comma = s.find(',', from);
+            out.push_back(s.substr(from, comma == std::string::npos ? comma : comma - from));
+            if (comma == std::string::npos) break;
+            from = comma + 1;
+        }
+        return out;
+    }
+
+    void parse_hosts() {
         PQconninfoOption* parsed = PQconninfoParse(opts.conninfo.c_str(), nullptr);
-        std::string host, hostaddr, port = "5432";
+        std::string host, hostaddr, port;
         for (auto* o = parsed; o && o->keyword; ++o) {
             if (!o->val) continue;
             std::string_view k = o->keyword;
@@ -211,23 +233,83 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                 port = o->val;
         }
         if (parsed) PQconninfoFree(parsed);
-        if (!hostaddr.empty() || host.empty() || host.front() == '/' ||
-            host.find(',') != std::string::npos || is_ip_literal(host)) {
-            c.hostaddr.clear();
+        target_hosts.pass_through = !hostaddr.empty() || host.empty();
+        if (target_hosts.pass_through) return;
+        target_hosts.hosts = split(host);
+        auto ports = split(port);
+        for (std::size_t i = 0; i < target_hosts.hosts.size(); ++i)
+            target_hosts.ports.push_back(ports.size() == 1  ? ports[0]
+                                         : i < ports.size() ? ports[i]
+                                                            : std::string());
+    }
+
+    void begin_connect(conn& c) {
+        if (stopped) return;
+        c.st = state::resolving;
+        c.connect_deadline = clock::now() + opts.connect_timeout;
+        c.host_list.clear();
+        c.hostaddr_list.clear();
+        c.port_list.clear();
+        if (target_hosts.pass_through) {
             open(c);
             return;
         }
+        resolve_next(c, 0);
+    }
+
+    void add_entry(conn& c, const std::string& host, const std::string& addr,
+                   const std::string& port) {
+        if (c.entries > 0) {
+            c.host_list += ',';
+            c.hostaddr_list += ',';
+            c.port_list += ',';
+        }
+        c.host_list += host;
+        c.hostaddr_list += addr;
+        c.port_list += port;
+        ++c.entries;
+    }
+
+    void resolve_next(conn& c, std::size_t i) {
+        if (i == 0) c.entries = 0;
+        const auto& hosts = target_hosts.hosts;
+        // Literals and socket directories need no lookup.
+        for (; i < hosts.size(); ++i) {
+            const auto& h = hosts[i];
+            if (h.empty() || h.front() == '/' || h.front() == '@')
+                add_entry(c, h, "", target_hosts.ports[i]);
+            else if (is_ip_literal(h))
+                add_entry(c, h, h, target_hosts.ports[i]);
+            else
+                break;
+        }
+        if (i == hosts.size()) {
+            if (c.entries == 0) {
+                broken(c, "cannot resolve any database host");
+                return;
+            }
+            open(c);
+            return;
+        }
+        const auto& port = target_hosts.ports[i];
         resolver.async_resolve(
-            host, port,
-            [self = shared_from_this(), &c, gen = c.gen](boost::system::error_code ec,
-                                                         asio::ip::tcp::resolver::results_type r) {
+            hosts[i], port.empty() ? "5432" : port,
+            [self = shared_from_this(), &c, i, gen = c.gen](
+                boost::system::error_code ec, asio::ip::tcp::resolver::results_type r) {
                 if (self->stopped || gen != c.gen || c.st != state::resolving) return;
+                const auto& th = self->target_hosts;
                 if (ec || r.empty()) {
-                    self->broken(c, "cannot resolve the database host: " + ec.message());
-                    return;
+                    log::warn("pg_resolve_failed",
+                              {{"host", th.hosts[i]}, {"reason", ec.message()}});
+                } else {
+                    int n = 0;
+                    for (const auto& e : r) {
+                        if (n++ == 4) break;  // enough addresses of one host
+                        self->add_entry(c, th.hosts[i], e.endpoint().address().to_string(),
+                                        th.ports[i]);
+                    }
                 }
-                c.hostaddr = r.begin()->endpoint().address().to_string();
-                self->open(c);
+                self->resolve_next(c, i + 1);
             });
     }
 
@@ -235,9 +317,10 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         c.st = state::connecting;
         std::vector<const char*> keys{"dbname", "fallback_application_name"};
         std::vector<const char*> vals{opts.conninfo.c_str(), "neptun-api"};
-        if (!c.hostaddr.empty()) {
-            keys.push_back("hostaddr");
-            vals.push_back(c.hostaddr.c_str());
+        if (!target_hosts.pass_through) {
+            keys.insert(keys.end(), {"host", "hostaddr", "port"});
+            vals.insert(vals.end(),
+                        {c.host_list.c_str(), c.hostaddr_list.c_str(), c.port_list.c_str()});
         }
         keys.push_back(nullptr);
         vals.push_back(nullptr);
@@ -251,9 +334,14 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         continue_connect(c);
     }
 
-    void watch_socket(conn& c) {
+    // Wraps libpq's socket for Asio. During the connect, libpq may close its socket and
+    // open another inside one PQconnectPoll (the next host or address, target_session_attrs,
+    // an SSL fallback); the new one often gets the same fd number, and epoll dropped the old
+    // registration when it was closed. So while connecting the socket is wrapped anew after
+    // every PQconnectPoll (`always`), whatever its number.
+    void watch_socket(conn& c, bool always = false) {
         int fd = PQsocket(c.pg);
-        if (fd == c.fd && c.sd) return;
+        if (!always && fd == c.fd && c.sd) return;
         release_socket(c);
         c.fd = fd;
         if (fd >= 0) c.sd = std::make_unique<asio::posix::stream_descriptor>(ioc, fd);
@@ -270,7 +358,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     }
 
     void continue_connect(conn& c) {
-        watch_socket(c);
+        watch_socket(c, true);
         if (!c.sd) {
             broken(c, "no socket");
             return;
@@ -294,7 +382,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     }
 
     void connected(conn& c) {
-        watch_socket(c);
+        watch_socket(c, true);
         if (PQsetnonblocking(c.pg, 1) != 0 || PQenterPipelineMode(c.pg) != 1) {
             broken(c, PQerrorMessage(c.pg));
             return;

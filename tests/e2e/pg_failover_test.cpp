@@ -222,4 +222,90 @@ BOOST_AUTO_TEST_CASE(a_promoted_standby_takes_the_writes_and_loses_no_acknowledg
     }
 }
 
+// TLS through the async connect: sslmode=verify-full against a CA made by the test (the
+// server certificate names localhost), and a wrong CA: not ready, 503.
+BOOST_AUTO_TEST_CASE(tls_verify_full_with_the_test_ca_and_a_wrong_ca_is_not_ready) {
+    struct tls_cluster {
+        std::string root;
+        int port = free_port();
+        ~tls_cluster() {
+            if (root.empty()) return;
+            as_postgres({pg_bin("pg_ctl"), "-D", root + "/data", "-m", "immediate", "-w", "stop"});
+            run_command({"/bin/rm", "-rf", root});
+        }
+    } pg;
+    char dir[] = "/tmp/neptun-tls-XXXXXX";
+    BOOST_REQUIRE(::mkdtemp(dir));
+    pg.root = dir;
+    auto sh = [&](const std::string& cmd) {
+        auto r = run_command({"/bin/sh", "-c", "cd " + pg.root + " && " + cmd});
+        BOOST_REQUIRE_MESSAGE(r.exit_code == 0, cmd << ": " << r.err);
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 "
+       "-subj /CN=neptun-test-ca 2>/dev/null");
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other-ca.crt -days 1 "
+       "-subj /CN=neptun-other-ca 2>/dev/null");
+    sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+       "-subj /CN=localhost 2>/dev/null");
+    sh("printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext && openssl x509 -req -in "
+       "server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 -extfile "
+       "ext 2>/dev/null");
+    sh("chmod 755 . && chmod 600 server.key && chmod 644 ca.crt other-ca.crt server.crt");
+    if (::getuid() == 0) sh("chown -R postgres:postgres .");
+    auto init = as_postgres({pg_bin("initdb"), "-D", pg.root + "/data", "-U", "postgres",
+                             "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"});
+    BOOST_REQUIRE_MESSAGE(init.exit_code == 0, init.err);
+    std::ofstream(pg.root + "/data/postgresql.conf", std::ios::app)
+        << "ssl = on\nssl_cert_file = '" << pg.root << "/server.crt'\nssl_key_file = '" << pg.root
+        << "/server.key'\nmax_connections = 40\n";
+    auto started = as_postgres({pg_bin("pg_ctl"), "-D", pg.root + "/data", "-l",
+                                pg.root + "/postgres.log", "-w", "-t", "60", "start", "-o",
+                                "-h 127.0.0.1 -p " + std::to_string(pg.port) + " -k " + pg.root});
+    BOOST_REQUIRE_MESSAGE(started.exit_code == 0, started.err);
+    psql_at(pg.port, "CREATE DATABASE neptun", "postgres");
+    auto plain = "postgresql://postgres@127.0.0.1:" + std::to_string(pg.port) + "/neptun";
+    BOOST_REQUIRE(
+        run_command({binary_path(), "migrate"}, {{"NEPTUN_DATABASE_URL", plain}}).exit_code == 0);
+    seeded_user u;
+    u.token = "tls-" + std::to_string(::getpid());
+    auto ids =
+        psql_at(pg.port, "WITH u AS (INSERT INTO neptun_user (primary_email) VALUES ('" + u.token +
+                             "@test.example') RETURNING id) INSERT INTO neptun_user_project (name, "
+                             "type, main_language, neptun_user_id) SELECT 'over tls', 'web-site', "
+                             "'typescript', id FROM u RETURNING neptun_user_id, id");
+    auto bar = ids.find('|');
+    u.user_id = std::stoll(ids.substr(0, bar));
+    u.project_id = std::stoll(ids.substr(bar + 1));
+    stores::redis({"SET", "neptun:session:" + u.token,
+                   R"({"user":{"id":)" + std::to_string(u.user_id) + "}}", "EX", "600"});
+    auto url = [&](const std::string& ca) {
+        return "postgresql://postgres@localhost:" + std::to_string(pg.port) +
+               "/neptun?sslmode=verify-full&sslrootcert=" + pg.root + "/" + ca;
+    };
+    {
+        server_process srv(
+            base_env({{"NEPTUN_DATABASE_URL", url("ca.crt")}, {"NEPTUN_THREADS", "1"}}));
+        BOOST_REQUIRE(srv.wait_ready());
+        auto r = http_request(srv.port, "GET", u.path(), auth(u));
+        BOOST_REQUIRE(r);
+        BOOST_TEST(r->status == 200);
+        BOOST_TEST(r->body.find("over tls") != std::string::npos);
+        BOOST_TEST(psql_at(pg.port,
+                           "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                           "USING (pid) WHERE a.application_name = 'neptun-api'",
+                           "postgres") == "t");
+    }
+    server_process wrong(
+        base_env({{"NEPTUN_DATABASE_URL", url("other-ca.crt")}, {"NEPTUN_THREADS", "1"}}));
+    BOOST_REQUIRE(wrong.process.wait_for_log("event=pg_down", 10s));
+    BOOST_TEST(wrong.process.count_in_log("certificate verify failed") > 0u);
+    auto ready = http_request(wrong.admin_port, "GET", "/readyz");
+    BOOST_REQUIRE(ready);
+    BOOST_TEST(ready->status == 503);
+    BOOST_TEST(ready->body.find("\"postgres\"") != std::string::npos);
+    auto r = http_request(wrong.port, "GET", u.path(), auth(u));
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 503);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -273,7 +273,7 @@ const std::vector<setting>& settings() {
          [](const config& c) { return std::to_string(c.pg_pool_wait.count()); },
          ms_setter(&config::pg_pool_wait, 1)},
         {"NEPTUN_PG_STATEMENT_TIMEOUT_MS", "--pg-statement-timeout-ms",
-         "PostgreSQL statement_timeout (then 503)",
+         "PostgreSQL statement_timeout (then 503); below the handler timeout, by default 4/5 of it",
          [](const config& c) { return std::to_string(c.pg_statement_timeout.count()); },
          ms_setter(&config::pg_statement_timeout, 1)},
         {"NEPTUN_PG_CONNECT_TIMEOUT_MS", "--pg-connect-timeout-ms", "time to connect to PostgreSQL",
@@ -372,7 +372,9 @@ std::string usage_text() {
 parse_result parse_config(const std::vector<std::string>& args,
                           const std::map<std::string, std::string>& env) {
     config c = defaults();
+    bool statement_timeout_set = false;
     auto apply = [&](const setting& s, std::string_view value, bool from_flag) -> std::string {
+        if (s.env == "NEPTUN_PG_STATEMENT_TIMEOUT_MS") statement_timeout_set = true;
         auto err = s.set(c, value);
         if (err.empty()) return {};
         std::string where = from_flag ? std::string(s.flag) + " (" + std::string(s.env) + ")"
@@ -423,6 +425,17 @@ parse_result parse_config(const std::vector<std::string>& args,
         }
         if (auto err = apply(*found, value, true); !err.empty()) return err;
     }
+    // The database gives up on a statement before the handler's deadline, so that a request
+    // is answered 503 by the statement's own, known failure (nothing committed) rather than
+    // left waiting: statement_timeout is 4/5 of the handler timeout unless set, and a value
+    // set by hand must stay below it.
+    if (!statement_timeout_set)
+        c.pg_statement_timeout =
+            std::max(milliseconds(1), c.handler_timeout - c.handler_timeout / 5);
+    else if (c.pg_statement_timeout >= c.handler_timeout)
+        return "invalid NEPTUN_PG_STATEMENT_TIMEOUT_MS (--pg-statement-timeout-ms): must be "
+               "below NEPTUN_HANDLER_TIMEOUT_MS (" +
+               std::to_string(c.handler_timeout.count()) + ")";
     if (c.cmd == command::serve) {
         if (auto err = check_redis_tls(c); !err.empty()) return err;
     }

@@ -1,5 +1,7 @@
 #include "neptun/pg/pool.hpp"
 
+#include "neptun/pg/key_pins.hpp"
+
 #include <libpq-fe.h>
 
 #include <deque>
@@ -58,15 +60,35 @@ void result::adopt(pg_result* r) {
 
 namespace {
 
+// SQLSTATEs after which the session itself can no longer serve us, whatever we send next:
+// the connection is closed (what was in flight on it gets 503) and a new one is opened.
+//   25006 read_only_sql_transaction: the server went read-only (a demoted primary, or
+//         default_transaction_read_only); a new connection with target_session_attrs
+//         finds the writable one.
+//   0A000 "cached plan must not change result type": DDL changed a table under a prepared
+//         statement; the plan fails the same way on every execution until re-prepared.
+//   26000 invalid_sql_statement_name: a prepared statement of ours is gone (DISCARD ALL or
+//         DEALLOCATE by a pooler in between, a server-side connection swapped).
+//   25001, 25P02: a transaction left open or aborted on the session, which one Sync per
+//         request never does itself (a pooler that mixed sessions).
+//   57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 57P04
+//         database_dropped, and class 08 (connection exceptions).
+bool recycles_session(std::string_view sqlstate, std::string_view message) {
+    if (sqlstate == "0A000") return message.find("cached plan") != std::string_view::npos;
+    return sqlstate == "25006" || sqlstate == "26000" || sqlstate == "25001" ||
+           sqlstate == "25P02" || sqlstate == "57P01" || sqlstate == "57P02" ||
+           sqlstate == "57P03" || sqlstate == "57P04" || sqlstate.starts_with("08");
+}
+
 // SQLSTATE classes that mean "the database cannot serve us right now", not "we sent
 // something wrong": connection exceptions, operator intervention (including a statement
 // timeout), insufficient resources, system errors, serialization failures and deadlocks,
 // and a read-only transaction (a failover in progress).
-bool is_outage(std::string_view sqlstate) {
+bool is_outage(std::string_view sqlstate, std::string_view message) {
     if (sqlstate.size() != 5) return true;  // libpq's own errors carry no SQLSTATE
     auto cls = sqlstate.substr(0, 2);
-    return cls == "08" || cls == "57" || cls == "53" || cls == "58" || cls == "40" ||
-           sqlstate == "25006" || cls == "XX";
+    return cls == "08" || cls == "57" || cls == "53" || cls == "58" || cls == "40" || cls == "XX" ||
+           recycles_session(sqlstate, message);
 }
 
 void ignore_notice(void*, const char* message) {
@@ -88,7 +110,8 @@ struct job {
     net::completion<result> handler;  // empty once answered
     result res;
     bool got_result = false;
-    bool setup = false;  // the per-connection setup: SET and PREPAREs
+    bool setup = false;        // the per-connection setup: SET and PREPAREs
+    bool later_write = false;  // a batch part whose key has a later write in flight
     std::int64_t key = 0;
     std::vector<std::unique_ptr<job>> parts;  // a batch: its statements, then one Sync
     std::size_t results = 0;                  // results seen so far (batches)
@@ -114,7 +137,12 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         int fd = -1;
         state st = state::down;
         std::uint64_t gen = 0;
+        unsigned index = 0;  // in conns, as key_pins names it
         bool reading = false, writing = false, flush_posted = false;
+        // When the front of the pipeline last started or made progress (a result came
+        // back): what the watchdog measures from.
+        clock::time_point front_since;
+        std::string recycle;  // why the session is unusable: closed at the next Sync
         PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
         std::deque<std::unique_ptr<job>> inflight;
         unsigned users = 0;  // in-flight jobs that are requests (not setup)
@@ -122,7 +150,9 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         bool ever_ready = false;
         clock::time_point connect_deadline;
         asio::steady_timer retry;
-        std::string hostaddr;  // resolved off the I/O thread
+        // The host, hostaddr and port lists given to libpq, resolved off the I/O thread.
+        std::string host_list, hostaddr_list, port_list;
+        unsigned entries = 0;
     };
 
     impl(asio::io_context& io, options o, std::vector<statement> s)
@@ -132,8 +162,11 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
           tick_timer(io),
           resolver(io),
           rng(std::random_device{}()) {
-        for (unsigned i = 0; i < std::max(1u, opts.size); ++i)
+        parse_hosts();
+        for (unsigned i = 0; i < std::max(1u, opts.size); ++i) {
             conns.push_back(std::make_unique<conn>(io));
+            conns.back()->index = i;
+        }
         net::global_readiness().mark_down(net::readiness::postgres);
     }
 
@@ -147,6 +180,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     std::vector<statement> statements;
     std::vector<std::unique_ptr<conn>> conns;
     std::deque<std::unique_ptr<job>> waiting;
+    key_pins pins;  // key -> the connection with its in-flight writes
     asio::steady_timer tick_timer;
     asio::ip::tcp::resolver resolver;
     std::mt19937 rng;
@@ -161,14 +195,33 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         schedule_tick();
     }
 
-    // libpq resolves host names with a blocking getaddrinfo(); resolve them with Asio (off the
-    // I/O thread) and hand libpq the addresses as hostaddr.
-    void begin_connect(conn& c) {
-        if (stopped) return;
-        c.st = state::resolving;
-        c.connect_deadline = clock::now() + opts.connect_timeout;
+    // libpq resolves host names with a blocking getaddrinfo(); resolve every host of the
+    // (possibly multi-host) conninfo with Asio instead, off the I/O thread, and hand libpq
+    // the addresses as a hostaddr list. `host` stays as given, one entry per address, so
+    // that TLS verify-full still checks the server's name; IP literals and socket
+    // directories need no lookup. A host that does not resolve is left out; libpq tries
+    // the remaining entries in order (and target_session_attrs picks among them).
+    struct connect_target {
+        std::vector<std::string> hosts, ports;
+        bool pass_through = false;  // hostaddr given, or no host: libpq does no lookup
+    };
+    connect_target target_hosts;
+
+    static std::vector<std::string> split(const std::string& s) {
+        std::vector<std::string> out;
+        std::size_t from = 0;
+        while (true) {
+            auto comma = s.find(',', from);
+            out.push_back(s.substr(from, comma == std::string::npos ? comma : comma - from));
+            if (comma == std::string::npos) break;
+            from = comma + 1;
+        }
+        return out;
+    }
+
+    void parse_hosts() {
         PQconninfoOption* parsed = PQconninfoParse(opts.conninfo.c_str(), nullptr);
-        std::string host, hostaddr, port = "5432";
+        std::string host, hostaddr, port;
         for (auto* o = parsed; o && o->keyword; ++o) {
             if (!o->val) continue;
             std::string_view k = o->keyword;
@@ -180,23 +233,83 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                 port = o->val;
         }
         if (parsed) PQconninfoFree(parsed);
-        if (!hostaddr.empty() || host.empty() || host.front() == '/' ||
-            host.find(',') != std::string::npos || is_ip_literal(host)) {
-            c.hostaddr.clear();
+        target_hosts.pass_through = !hostaddr.empty() || host.empty();
+        if (target_hosts.pass_through) return;
+        target_hosts.hosts = split(host);
+        auto ports = split(port);
+        for (std::size_t i = 0; i < target_hosts.hosts.size(); ++i)
+            target_hosts.ports.push_back(ports.size() == 1  ? ports[0]
+                                         : i < ports.size() ? ports[i]
+                                                            : std::string());
+    }
+
+    void begin_connect(conn& c) {
+        if (stopped) return;
+        c.st = state::resolving;
+        c.connect_deadline = clock::now() + opts.connect_timeout;
+        c.host_list.clear();
+        c.hostaddr_list.clear();
+        c.port_list.clear();
+        if (target_hosts.pass_through) {
             open(c);
             return;
         }
+        resolve_next(c, 0);
+    }
+
+    void add_entry(conn& c, const std::string& host, const std::string& addr,
+                   const std::string& port) {
+        if (c.entries > 0) {
+            c.host_list += ',';
+            c.hostaddr_list += ',';
+            c.port_list += ',';
+        }
+        c.host_list += host;
+        c.hostaddr_list += addr;
+        c.port_list += port;
+        ++c.entries;
+    }
+
+    void resolve_next(conn& c, std::size_t i) {
+        if (i == 0) c.entries = 0;
+        const auto& hosts = target_hosts.hosts;
+        // Literals and socket directories need no lookup.
+        for (; i < hosts.size(); ++i) {
+            const auto& h = hosts[i];
+            if (h.empty() || h.front() == '/' || h.front() == '@')
+                add_entry(c, h, "", target_hosts.ports[i]);
+            else if (is_ip_literal(h))
+                add_entry(c, h, h, target_hosts.ports[i]);
+            else
+                break;
+        }
+        if (i == hosts.size()) {
+            if (c.entries == 0) {
+                broken(c, "cannot resolve any database host");
+                return;
+            }
+            open(c);
+            return;
+        }
+        const auto& port = target_hosts.ports[i];
         resolver.async_resolve(
-            host, port,
-            [self = shared_from_this(), &c, gen = c.gen](boost::system::error_code ec,
-                                                         asio::ip::tcp::resolver::results_type r) {
+            hosts[i], port.empty() ? "5432" : port,
+            [self = shared_from_this(), &c, i, gen = c.gen](
+                boost::system::error_code ec, asio::ip::tcp::resolver::results_type r) {
                 if (self->stopped || gen != c.gen || c.st != state::resolving) return;
+                const auto& th = self->target_hosts;
                 if (ec || r.empty()) {
-                    self->broken(c, "cannot resolve the database host: " + ec.message());
-                    return;
+                    log::warn("pg_resolve_failed",
+                              {{"host", th.hosts[i]}, {"reason", ec.message()}});
+                } else {
+                    int n = 0;
+                    for (const auto& e : r) {
+                        if (n++ == 4) break;  // enough addresses of one host
+                        self->add_entry(c, th.hosts[i], e.endpoint().address().to_string(),
+                                        th.ports[i]);
+                    }
                 }
-                c.hostaddr = r.begin()->endpoint().address().to_string();
-                self->open(c);
+                self->resolve_next(c, i + 1);
             });
     }
 
@@ -204,9 +317,10 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         c.st = state::connecting;
         std::vector<const char*> keys{"dbname", "fallback_application_name"};
         std::vector<const char*> vals{opts.conninfo.c_str(), "neptun-api"};
-        if (!c.hostaddr.empty()) {
-            keys.push_back("hostaddr");
-            vals.push_back(c.hostaddr.c_str());
+        if (!target_hosts.pass_through) {
+            keys.insert(keys.end(), {"host", "hostaddr", "port"});
+            vals.insert(vals.end(),
+                        {c.host_list.c_str(), c.hostaddr_list.c_str(), c.port_list.c_str()});
         }
         keys.push_back(nullptr);
         vals.push_back(nullptr);
@@ -220,9 +334,14 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         continue_connect(c);
     }
 
-    void watch_socket(conn& c) {
+    // Wraps libpq's socket for Asio. During the connect, libpq may close its socket and
+    // open another inside one PQconnectPoll (the next host or address, target_session_attrs,
+    // an SSL fallback); the new one often gets the same fd number, and epoll dropped the old
+    // registration when it was closed. So while connecting the socket is wrapped anew after
+    // every PQconnectPoll (`always`), whatever its number.
+    void watch_socket(conn& c, bool always = false) {
         int fd = PQsocket(c.pg);
-        if (fd == c.fd && c.sd) return;
+        if (!always && fd == c.fd && c.sd) return;
         release_socket(c);
         c.fd = fd;
         if (fd >= 0) c.sd = std::make_unique<asio::posix::stream_descriptor>(ioc, fd);
@@ -239,7 +358,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     }
 
     void continue_connect(conn& c) {
-        watch_socket(c);
+        watch_socket(c, true);
         if (!c.sd) {
             broken(c, "no socket");
             return;
@@ -263,7 +382,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     }
 
     void connected(conn& c) {
-        watch_socket(c);
+        watch_socket(c, true);
         if (PQsetnonblocking(c.pg, 1) != 0 || PQenterPipelineMode(c.pg) != 1) {
             broken(c, PQerrorMessage(c.pg));
             return;
@@ -286,6 +405,8 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             broken(c, PQerrorMessage(c.pg));
             return;
         }
+        c.recycle.clear();
+        c.front_since = clock::now();
         c.inflight.push_back(std::move(setup));
         flush(c);
         arm_read(c);
@@ -350,11 +471,23 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             nulls = 0;
             auto status = PQresultStatus(r);
             auto& j = *c.inflight.front();
+            c.front_since = clock::now();  // progress: the watchdog starts over
             if (status == PGRES_PIPELINE_SYNC) {
                 PQclear(r);
                 auto done = std::move(c.inflight.front());
                 c.inflight.pop_front();
                 if (!done->setup) --c.users;
+                unpin(*done);
+                if (!c.recycle.empty() && !done->setup) {
+                    // This job's transaction failed (nothing of it committed) with an error
+                    // that says the session is unusable: 503 for it and for everything
+                    // behind it, and a new connection.
+                    auto why = c.recycle;
+                    log::warn("pg_recycled", {{"reason", why}});
+                    answer_all(*done, result::kind::unavailable, why);
+                    broken(c, why);
+                    return;
+                }
                 finished(c, std::move(done));
                 if (c.st == state::down) return;  // the setup failed and the connection is gone
                 continue;
@@ -365,7 +498,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                 auto index = j.results++;
                 if (index < j.parts.size()) target = j.parts[index].get();
             }
-            record(*target, status, r);
+            record(c, *target, status, r);
         }
         if (PQstatus(c.pg) == CONNECTION_BAD) {
             broken(c, PQerrorMessage(c.pg));
@@ -374,14 +507,17 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         arm_read(c);
     }
 
-    static void record(job& j, ExecStatusType status, PGresult* r) {
+    static void record(conn& c, job& j, ExecStatusType status, PGresult* r) {
         if (status == PGRES_FATAL_ERROR) {
             const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-            std::string sqlstate = state ? state : "";
+            std::string_view sqlstate = state ? state : "";
+            std::string_view message = PQresultErrorMessage(r);
+            if (c.recycle.empty() && recycles_session(sqlstate, message))
+                c.recycle = "session unusable (SQLSTATE " + std::string(sqlstate) + ")";
             if (!j.got_result || j.res.outcome() == result::kind::ok) {
-                j.res = result(
-                    is_outage(sqlstate) ? result::kind::unavailable : result::kind::sql_error,
-                    sqlstate, PQresultErrorMessage(r));
+                j.res = result(is_outage(sqlstate, message) ? result::kind::unavailable
+                                                            : result::kind::sql_error,
+                               std::string(sqlstate), std::string(message));
                 j.got_result = true;
             }
             PQclear(r);
@@ -404,10 +540,17 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         return j.got_result && j.res.outcome() == result::kind::ok;
     }
 
-    // A batch came back: all committed, or retry each part alone so that one bad statement
-    // (or a lock conflict with someone else's transaction) fails nobody else. A part that
-    // failed with an outage is retried too: nothing of the batch was committed.
-    void batch_finished(std::unique_ptr<job> b) {
+    // A batch came back: all committed, or nothing of it did (one implicit transaction).
+    // Then each part gets its own outcome, in key order, on the same connection, at the
+    // front of it (before anything still waiting), so that one bad statement or a lock
+    // conflict with someone else's transaction fails nobody else:
+    //  - a part whose own statement failed with an outage (a statement timeout on a lock, a
+    //    deadlock, a serialization failure) is answered 503: retrying would only wait again;
+    //  - a part whose key has a later write in flight already (sent behind the batch on this
+    //    connection) is answered 503 too: sent again now, it would commit after that later
+    //    write and overwrite it;
+    //  - every other part is sent again alone.
+    void batch_finished(conn& c, std::unique_ptr<job> b) {
         // A result for the batch itself can only be an error at commit time.
         bool ok = !b->got_result || b->res.outcome() == result::kind::ok;
         for (auto& p : b->parts) ok = ok && succeeded(*p);
@@ -428,11 +571,26 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                 break;
             }
         }
+        // Decided for all parts first: the retries below pin their keys again.
+        for (auto& p : b->parts)
+            p->later_write = p->key != 0 && pins.find(p->key) != key_pins::none;
         for (auto& p : b->parts) {
             if (!p->handler) continue;
+            bool own_outage = p->got_result && p->res.outcome() == result::kind::unavailable &&
+                              !p->res.sqlstate().empty();
+            if (own_outage || p->later_write) {
+                m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+                answer(*p, own_outage ? std::move(p->res)
+                                      : result(result::kind::unavailable, "",
+                                               "batch rolled back behind a later write"));
+                continue;
+            }
             p->got_result = false;
             p->res = result();
-            dispatch(std::move(p));
+            if (c.st == state::ready)
+                send(c, std::move(p));
+            else
+                answer(*p, result(result::kind::unavailable, "", "connection lost"));
         }
     }
 
@@ -458,7 +616,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             return;
         }
         if (!j->parts.empty()) {
-            batch_finished(std::move(j));
+            batch_finished(c, std::move(j));
             pump();
             update_gauges();
             return;
@@ -503,6 +661,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         for (auto& j : c.inflight) {
             if (j->waited_for()) m.pg_errors.fetch_add(1, std::memory_order_relaxed);
             answer_all(*j, result::kind::unavailable, why);
+            unpin(*j);  // lost with the connection: these writes can no longer commit
         }
         c.inflight.clear();
         c.users = 0;
@@ -539,7 +698,61 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         return best;
     }
 
+    // ---------------------------------------------------------------- one order per key
+    void pin(conn& c, const job& j) {
+        if (j.parts.empty()) {
+            if (j.key != 0) pins.pin(j.key, c.index);
+            return;
+        }
+        for (const auto& p : j.parts)
+            if (p->key != 0) pins.pin(p->key, c.index);
+    }
+
+    void unpin(const job& j) {
+        if (j.parts.empty()) {
+            if (j.key != 0) pins.unpin(j.key);
+            return;
+        }
+        for (const auto& p : j.parts)
+            if (p->key != 0) pins.unpin(p->key);
+    }
+
+    // The connection that a job's keys are pinned to: key_pins::none when none is, and
+    // `conflict` when they are on two connections (the job waits until one drains).
+    static constexpr unsigned conflict = key_pins::none - 1;
+    unsigned pinned_to(const job& j) const {
+        unsigned to = key_pins::none;
+        auto check = [&](std::int64_t k) {
+            if (k == 0) return true;
+            auto at = pins.find(k);
+            if (at == key_pins::none || at == to) return true;
+            if (to == key_pins::none) {
+                to = at;
+                return true;
+            }
+            return false;
+        };
+        if (j.parts.empty()) {
+            check(j.key);
+            return to;
+        }
+        for (const auto& p : j.parts)
+            if (!check(p->key)) return conflict;
+        return to;
+    }
+
+    // Where a job may go now: the connection its keys are pinned to (if it has room), else
+    // the least loaded one; nullptr: it must wait.
+    conn* target(const job& j) {
+        auto to = pinned_to(j);
+        if (to == key_pins::none) return least_loaded();
+        if (to == conflict) return nullptr;
+        auto& c = *conns[to];
+        return c.st == state::ready && c.users < opts.pipeline_depth ? &c : nullptr;
+    }
+
     std::vector<std::unique_ptr<job>> collecting;
+    std::vector<std::unique_ptr<job>> group;  // flush_collected's scratch (keeps its capacity)
     bool collect_posted = false;
 
     void submit(std::unique_ptr<job> j) {
@@ -566,8 +779,23 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         collecting.clear();
         std::stable_sort(jobs.begin(), jobs.end(),
                          [](const auto& a, const auto& b) { return a->key < b->key; });
-        // Chunks of max_batch, never splitting one key's statements: two chunks may commit
-        // in either order on two connections, but one key's writes stay in arrival order.
+        // Split by the connection each key is pinned to (those with nothing in flight form
+        // one more group), so that a batch never needs two connections; then chunks of
+        // max_batch, never splitting one key's statements.
+        for (unsigned to = 0; to <= conns.size(); ++to) {
+            unsigned want = to == conns.size() ? key_pins::none : to;
+            group.clear();
+            for (auto& j : jobs)
+                if (j && pins.find(j->key) == want) group.push_back(std::move(j));
+            batch_and_dispatch(group);
+        }
+        group.clear();
+        // The vector's buffer goes back to `collecting` for the next turn.
+        jobs.clear();
+        if (collecting.empty()) collecting.swap(jobs);
+    }
+
+    void batch_and_dispatch(std::vector<std::unique_ptr<job>>& jobs) {
         for (std::size_t i = 0; i < jobs.size();) {
             auto end = std::min(jobs.size(), i + opts.max_batch);
             while (end < jobs.size() && jobs[end]->key == jobs[end - 1]->key) ++end;
@@ -578,6 +806,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             }
             auto b = std::make_unique<job>();
             b->deadline = clock::time_point::max();
+            b->parts.reserve(end - i);
             for (; i < end; ++i) {
                 b->deadline = std::min(b->deadline, jobs[i]->deadline);
                 b->parts.push_back(std::move(jobs[i]));
@@ -594,7 +823,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         }
         j->queued = clock::now();
         if (waiting.empty()) {
-            if (auto* c = least_loaded()) {
+            if (auto* c = target(*j)) {
                 send(*c, std::move(j));
                 update_gauges();
                 return;
@@ -610,7 +839,9 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                 waiting.pop_front();
                 continue;
             }
-            auto* c = least_loaded();
+            // First in, first out: a job that must wait for its key's connection holds up
+            // those behind it, so none of them overtakes an earlier write of its key.
+            auto* c = target(*waiting.front());
             if (!c) break;
             auto j = std::move(waiting.front());
             waiting.pop_front();
@@ -656,6 +887,8 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         }
         j->sent = clock::now();
         ++c.users;
+        pin(c, *j);
+        if (c.inflight.empty()) c.front_since = j->sent;
         c.inflight.push_back(std::move(j));
         schedule_flush(c);
     }
@@ -696,16 +929,11 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             }
             if (c.st != state::ready && !(c.st == state::connecting && !c.inflight.empty()))
                 continue;
-            for (auto& j : c.inflight) {
-                for (auto& p : j->parts)
-                    if (p->handler && now >= p->deadline)
-                        answer(*p, result(result::kind::unavailable, "", "deadline passed"));
-                if (j->handler && now >= j->deadline) {
-                    m.pg_errors.fetch_add(1, std::memory_order_relaxed);
-                    answer(*j, result(result::kind::unavailable, "", "deadline passed"));
-                }
-            }
-            if (!c.inflight.empty() && now > c.inflight.front()->sent + grace)
+            // What was sent is answered only once its outcome is known (its Sync came back or
+            // the connection is gone), never at its deadline: a 503 while it could still
+            // commit would let a retry on another connection be overwritten by it. The
+            // server's statement_timeout (below the handler timeout) bounds the wait.
+            if (!c.inflight.empty() && now > c.front_since + grace)
                 broken(c, "no answer within the statement timeout");
         }
     }

@@ -170,8 +170,11 @@ migrate_outcome migrate(const std::string& conninfo) {
     PQsetNoticeProcessor(
         conn.get(), [](void*, const char*) {}, nullptr);
     session s(conn.get());
-    // One transaction, serialized against other migrators (several replicas' Jobs).
+    // One transaction, serialized against other migrators (several replicas' Jobs). Its own
+    // statement_timeout: the role's (often the API's few seconds) would cut the 30 s wait
+    // for a lock short.
     bool ok = s.run("BEGIN", {}) && s.run("SET LOCAL lock_timeout = '30s'", {}) &&
+              s.run("SET LOCAL statement_timeout = '60s'", {}) &&
               s.run("SELECT pg_advisory_xact_lock(4242424242)", {}) &&
               ensure_enum(s, "project_type", project_types, out) &&
               ensure_enum(s, "programming_language", programming_languages, out);

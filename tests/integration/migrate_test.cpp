@@ -84,4 +84,39 @@ BOOST_AUTO_TEST_CASE(an_unreachable_database_is_a_clear_error) {
     BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);
 }
 
+// The role's or database's statement_timeout (here 200 ms) does not cut migrate's own wait
+// for another migrator short: it sets its own.
+BOOST_AUTO_TEST_CASE(waits_for_another_migrator_past_a_short_statement_timeout) {
+    auto db = stores::fresh_database("mig_timeout");
+    stores::psql("ALTER DATABASE " + db + " SET statement_timeout = '200ms'", "postgres");
+    child_process other({"/usr/bin/psql",
+                         "-h",
+                         "127.0.0.1",
+                         "-p",
+                         std::to_string(stores::pg_port()),
+                         "-U",
+                         "postgres",
+                         "-d",
+                         db,
+                         "-v",
+                         "ON_ERROR_STOP=1",
+                         "-o",
+                         "/dev/stderr",
+                         "-c",
+                         "SET statement_timeout = 0",
+                         "-c",
+                         "SELECT pg_advisory_lock(4242424242)",
+                         "-c",
+                         "SELECT 'locked'",
+                         "-c",
+                         "SELECT pg_sleep(1)"},
+                        env_map{});
+    BOOST_REQUIRE(other.wait_for_log("locked", 10s));
+    auto started = std::chrono::steady_clock::now();
+    auto r = stores::migrate(db);
+    BOOST_TEST(r.exit_code == 0, r.err);
+    BOOST_TEST((std::chrono::steady_clock::now() - started > 500ms));
+    BOOST_TEST(other.wait_exit(10s) == 0);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

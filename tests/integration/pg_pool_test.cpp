@@ -53,6 +53,28 @@ bool until_ready(pg::pool& p, asio::io_context& ioc, unsigned n) {
     return ready;
 }
 
+// Runs one statement and returns its result (the io_context runs meanwhile).
+pg::result run_one(pg::pool& p, asio::io_context& ioc, std::size_t index,
+                   std::vector<std::int32_t> ints = {}, std::int64_t key = 0) {
+    pg::result out;
+    bool done = false;
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+            std::vector<pg::int4_buffer> bufs;
+            for (auto v : ints) bufs.emplace_back(v);
+            std::vector<pg::param> params;
+            for (auto& b : bufs) params.push_back(b.as_param());
+            out = co_await p.async_execute(index, params,
+                                           pg::clock::now() + std::chrono::seconds(20), key);
+            done = true;
+        },
+        asio::detached);
+    run_until(ioc, done, 30s);
+    BOOST_REQUIRE(done);
+    return out;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(pg_pool)
@@ -179,6 +201,178 @@ BOOST_AUTO_TEST_CASE(a_restarted_server_is_reconnected_and_nothing_is_answered_t
     // Each await above resumed exactly once per call (a double answer would have crashed or
     // skewed the count against the loop).
     BOOST_TEST(answers >= 1);
+    pool.stop();
+}
+
+// The watchdog measures from the statement's own start: B waits 3.5 s for a lock (below
+// the 4 s statement_timeout) behind A, which waited 3 s; B is answered 6.5 s after it was
+// sent, past statement_timeout + 2 s from its sending, and must not be declared dead.
+BOOST_AUTO_TEST_CASE(a_statement_queued_behind_a_long_lock_wait_is_not_killed) {
+    auto a = seed_user(), b = seed_user();
+    asio::io_context ioc(1);
+    auto opts = pool_options(1);
+    opts.statement_timeout = std::chrono::milliseconds(4000);
+    pg::pool pool(ioc, opts,
+                  {{"lock", "SELECT id FROM neptun_user_project WHERE id = $1 FOR UPDATE"}});
+    pool.start();
+    BOOST_REQUIRE(until_ready(pool, ioc, 1));
+    auto lock_a = hold_row_lock(a.project_id, 3.0);
+    auto lock_b = hold_row_lock(b.project_id, 6.5);
+    pg::result ra, rb;
+    int finished = 0;
+    bool done = false;
+    auto started = std::chrono::steady_clock::now();
+    for (auto [u, out] : {std::pair{&a, &ra}, std::pair{&b, &rb}}) {
+        asio::co_spawn(
+            ioc,
+            [&, u = u, out = out]() -> asio::awaitable<void> {
+                pg::int4_buffer id(static_cast<std::int32_t>(u->project_id));
+                pg::param params[] = {id.as_param()};
+                *out = co_await pool.async_execute(0, params,
+                                                   pg::clock::now() + std::chrono::seconds(20));
+                if (++finished == 2) done = true;
+            },
+            asio::detached);
+    }
+    run_until(ioc, done, 20s);
+    BOOST_REQUIRE(done);
+    BOOST_TEST((ra.outcome() == pg::result::kind::ok), ra.message());
+    BOOST_TEST((rb.outcome() == pg::result::kind::ok), rb.message());
+    BOOST_TEST((std::chrono::steady_clock::now() - started > 6s));
+    BOOST_TEST(lock_a->wait_exit(10s) == 0);
+    BOOST_TEST(lock_b->wait_exit(10s) == 0);
+    pool.stop();
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(pg_recycle)
+
+namespace {
+
+auto reconnects() {
+    return neptun::net::global_metrics().pg_reconnects.load();
+}
+
+// Runs `index` until it succeeds (the pool reconnects with backoff meanwhile).
+pg::result until_ok(pg::pool& p, asio::io_context& ioc, std::size_t index,
+                    std::vector<std::int32_t> ints = {}) {
+    pg::result r;
+    for (int attempt = 0; attempt < 200; ++attempt) {
+        r = run_one(p, ioc, index, ints);
+        if (r.outcome() == pg::result::kind::ok) break;
+        asio::steady_timer t(ioc);
+        bool slept = false;
+        t.expires_after(25ms);
+        t.async_wait([&](auto) { slept = true; });
+        run_until(ioc, slept);
+    }
+    return r;
+}
+
+// ALTER SYSTEM on the shared cluster, undone whatever the test's outcome.
+struct read_only_cluster {
+    read_only_cluster() {
+        stores::psql("ALTER SYSTEM SET default_transaction_read_only = on", "postgres");
+        stores::psql("SELECT pg_reload_conf()", "postgres");
+    }
+    ~read_only_cluster() { reset(); }
+    void reset() {
+        stores::psql("ALTER SYSTEM RESET default_transaction_read_only", "postgres");
+        stores::psql("SELECT pg_reload_conf()", "postgres");
+    }
+};
+
+}  // namespace
+
+// 25006: a server that went read-only under an open session. The write is 503 and the
+// session is replaced (a new connection would find the writable primary of a failover).
+BOOST_AUTO_TEST_CASE(a_server_gone_read_only_recycles_the_connection) {
+    auto u = seed_user();
+    asio::io_context ioc(1);
+    pg::pool pool(ioc, pool_options(1),
+                  {{"touch",
+                    "UPDATE neptun_user_project SET description = 'ro' WHERE id = $1 "
+                    "RETURNING id"}});
+    pool.start();
+    BOOST_REQUIRE(until_ready(pool, ioc, 1));
+    auto id = static_cast<std::int32_t>(u.project_id);
+    BOOST_REQUIRE((run_one(pool, ioc, 0, {id}).outcome() == pg::result::kind::ok));
+    auto before = reconnects();
+    pg::result r;
+    {
+        read_only_cluster ro;
+        // The reload reaches the session asynchronously: the first refused write is the one.
+        for (int i = 0; i < 200; ++i) {
+            r = run_one(pool, ioc, 0, {id});
+            if (r.outcome() != pg::result::kind::ok) break;
+        }
+        BOOST_TEST((r.outcome() == pg::result::kind::unavailable));
+        ro.reset();
+        r = until_ok(pool, ioc, 0, {id});
+    }
+    BOOST_TEST((r.outcome() == pg::result::kind::ok));
+    BOOST_TEST(reconnects() > before);
+    pool.stop();
+}
+
+// 0A000 "cached plan must not change result type": DDL behind a prepared SELECT *.
+BOOST_AUTO_TEST_CASE(ddl_behind_a_prepared_statement_recycles_the_connection) {
+    auto db = stores::fresh_database("recycle_plan");
+    BOOST_REQUIRE(stores::migrate(db).exit_code == 0);
+    auto u = seed_user(db);
+    asio::io_context ioc(1);
+    auto opts = pool_options(1);
+    opts.conninfo = stores::database_url(db);
+    pg::pool pool(ioc, opts, {{"star", "SELECT * FROM neptun_user_project WHERE id = $1"}});
+    pool.start();
+    BOOST_REQUIRE(until_ready(pool, ioc, 1));
+    auto id = static_cast<std::int32_t>(u.project_id);
+    auto first = run_one(pool, ioc, 0, {id});
+    BOOST_REQUIRE((first.outcome() == pg::result::kind::ok));
+    auto before = reconnects();
+    stores::psql("ALTER TABLE neptun_user_project ADD COLUMN extra integer", db);
+    auto failed = run_one(pool, ioc, 0, {id});
+    BOOST_TEST((failed.outcome() == pg::result::kind::unavailable), failed.message());
+    auto after = until_ok(pool, ioc, 0, {id});
+    BOOST_TEST((after.outcome() == pg::result::kind::ok));
+    BOOST_TEST(after.rows() == 1);
+    BOOST_TEST(reconnects() == before + 1);
+    pool.stop();
+}
+
+// 57P01: the session is terminated by an administrator while a statement runs.
+BOOST_AUTO_TEST_CASE(an_admin_shutdown_of_the_session_is_503_then_reconnected) {
+    asio::io_context ioc(1);
+    pg::pool pool(ioc, pool_options(1), {{"sleepy", "SELECT pg_sleep(5)"}, {"quick", "SELECT 1"}});
+    pool.start();
+    BOOST_REQUIRE(until_ready(pool, ioc, 1));
+    auto before = reconnects();
+    pg::result slow;
+    bool done = false;
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+            slow = co_await pool.async_execute(0, {}, pg::clock::now() + std::chrono::seconds(20));
+            done = true;
+        },
+        asio::detached);
+    // Once the sleep runs, terminate it from outside.
+    std::string killed;
+    for (int i = 0; i < 200 && killed != "t"; ++i) {
+        ioc.run_one_for(10ms);
+        killed = stores::psql(
+            "SELECT bool_or(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+            "application_name = 'neptun-api' AND pid <> pg_backend_pid() AND query LIKE "
+            "'%pg_sleep(5)%' AND state = 'active'",
+            "postgres");
+    }
+    BOOST_REQUIRE(killed == "t");
+    run_until(ioc, done);
+    BOOST_REQUIRE(done);
+    BOOST_TEST((slow.outcome() == pg::result::kind::unavailable));
+    BOOST_TEST((until_ok(pool, ioc, 1).outcome() == pg::result::kind::ok));
+    BOOST_TEST(reconnects() == before + 1);
     pool.stop();
 }
 

@@ -65,7 +65,7 @@ struct config {
     unsigned pg_pool_size = 4;
     unsigned pg_pipeline_depth = 32;
     milliseconds pg_pool_wait{1000};
-    milliseconds pg_statement_timeout{5000};
+    milliseconds pg_statement_timeout{4000};  // 4/5 of handler_timeout unless set
     milliseconds pg_connect_timeout{3000};
     bool pg_prepared = true;
     bool pg_batch = true;

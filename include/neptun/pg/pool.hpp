@@ -3,6 +3,35 @@
 // pipeline mode: several requests' statements are in flight on it at once, each followed by
 // its own Sync, so each is its own transaction. A request is answered only when its Sync
 // came back, i.e. after the commit. No libpq call here ever blocks.
+//
+// One order per key (a project id, the `key` of async_execute):
+//  - A job that was sent is answered only once its outcome is known: its Sync came back
+//    (committed, or failed and rolled back), or its connection died (it can no longer
+//    commit). Never at its deadline: a 503 for a write that may still commit would let the
+//    client's retry commit first and then be overwritten. The server's statement_timeout
+//    (below the handler timeout) is what bounds the wait; the watchdog catches a peer that
+//    went silent. A job still waiting for a connection is answered 503 at its deadline
+//    (or after `wait`) and is then never sent.
+//  - Keys are pinned (key_pins.hpp): while a key has writes in flight, every further write
+//    of that key goes to the same connection, behind them, so one key's writes never run
+//    on two connections at once and commit in arrival order. A key with nothing in flight
+//    goes to the least loaded connection. The wait queue is first in, first out: a job
+//    whose pinned connection is full (or whose batch spans keys pinned to two connections)
+//    holds up the jobs behind it, so no later write of its key overtakes it.
+//  - Batches are split by pinned connection (unpinned keys form one more group), then cut
+//    into max_batch chunks that never split one key's writes.
+//  - A batch that failed as a whole gives each part its own outcome on the same connection:
+//    a part whose own statement hit an outage (lock timeout, deadlock) is answered 503; a
+//    part whose key has a later write in flight already is answered 503 too (sent again it
+//    would commit after that later write); every other part is sent again alone, at once.
+//
+// The watchdog measures from the front statement's own start (when it became the front of
+// its connection's pipeline, or when the last result came back), not from its sending.
+//
+// Some errors mean the session itself is unusable (read-only server, a plan invalidated by
+// DDL, a prepared statement gone, an admin shutdown; the list is recycles_session() in
+// pool.cpp and docs/operations.md): the connection is closed after that job's Sync, what
+// was in flight on it gets 503, and a new connection is opened.
 #pragma once
 
 #include <array>
@@ -40,7 +69,7 @@ struct options {
     unsigned size = 4;     // connections in this pool
     unsigned pipeline_depth = 32;
     std::chrono::milliseconds wait{1000};
-    std::chrono::milliseconds statement_timeout{5000};
+    std::chrono::milliseconds statement_timeout{4000};  // below the handler's deadline
     std::chrono::milliseconds connect_timeout{3000};
     std::chrono::milliseconds backoff_min{100};
     std::chrono::milliseconds backoff_max{5000};
@@ -107,9 +136,11 @@ class pool {
     unsigned ready_connections() const;
 
     // Runs statement `index` with `params` (which must stay valid until completion) and
-    // completes on the pool's thread. Gives up with `unavailable` at `deadline`.
-    // `key` orders a batch (the row id): batches lock rows in key order, so two batches
-    // cannot deadlock, and statements with the same key keep their arrival order.
+    // completes on the pool's thread. Gives up with `unavailable` at `deadline` if it was
+    // not sent by then; once sent, it completes when its outcome is known (see above).
+    // `key` (the row id; 0: none) orders writes: statements with the same key run on one
+    // connection in arrival order, and batches lock rows in key order, so two batches
+    // cannot deadlock.
     template <typename Token = asio::use_awaitable_t<>>
     auto async_execute(std::size_t index, std::span<const param> params, clock::time_point deadline,
                        std::int64_t key = 0, Token&& token = {}) {

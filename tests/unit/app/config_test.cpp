@@ -96,6 +96,28 @@ BOOST_AUTO_TEST_CASE(environment_sets_each_setting) {
     BOOST_TEST(c.pg_pool_size == 8u);
 }
 
+// The database gives up before the handler: statement_timeout is 4/5 of the handler
+// timeout unless set, and one set by hand must be below it.
+BOOST_AUTO_TEST_CASE(the_statement_timeout_stays_below_the_handler_timeout) {
+    BOOST_TEST(parse_ok({}, {}).pg_statement_timeout.count() == 4000);
+    BOOST_TEST(parse_ok({}, {}).handler_timeout.count() == 5000);
+    BOOST_TEST(parse_ok({}, {{"NEPTUN_HANDLER_TIMEOUT_MS", "1000"}}).pg_statement_timeout.count() ==
+               800);
+    BOOST_TEST(parse_ok({"--handler-timeout-ms", "2000"}, {}).pg_statement_timeout.count() == 1600);
+    BOOST_TEST(
+        parse_ok({}, {{"NEPTUN_PG_STATEMENT_TIMEOUT_MS", "4999"}}).pg_statement_timeout.count() ==
+        4999);
+    BOOST_TEST(
+        parse_ok({"--pg-statement-timeout-ms", "100"}, {{"NEPTUN_HANDLER_TIMEOUT_MS", "400"}})
+            .pg_statement_timeout.count() == 100);
+    BOOST_TEST(parse_error({}, {{"NEPTUN_PG_STATEMENT_TIMEOUT_MS", "5000"}}) ==
+               "invalid NEPTUN_PG_STATEMENT_TIMEOUT_MS (--pg-statement-timeout-ms): must be below "
+               "NEPTUN_HANDLER_TIMEOUT_MS (5000)");
+    BOOST_TEST(contains(
+        parse_error({"--handler-timeout-ms", "300"}, {{"NEPTUN_PG_STATEMENT_TIMEOUT_MS", "400"}}),
+        "must be below NEPTUN_HANDLER_TIMEOUT_MS (300)"));
+}
+
 BOOST_AUTO_TEST_CASE(environment_outside_neptun_is_ignored) {
     auto c = parse_ok({}, {{"PATH", "/usr/bin"}, {"NEPTUN_UNKNOWN_THING", "x"}});
     BOOST_TEST(c.listen.port == 8080u);

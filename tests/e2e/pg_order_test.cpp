@@ -1,0 +1,82 @@
+// One order per project: a later 200 is never overwritten by an earlier request's write.
+// The scenario of issue 12: PATCH v1 waits on a connection behind a statement stuck on a
+// row lock; it is answered 503; the client's retry v2 commits and is answered 200; then
+// the lock goes away. The row must hold v2, i.e. v1 was answered 503 only once it could no
+// longer commit.
+#include <thread>
+
+#include "e2e/common.hpp"
+
+using namespace neptun::test;
+
+namespace {
+
+// Awaits `sql` (on the postgres database) printing `value`.
+bool psql_becomes(const std::string& sql, const std::string& value,
+                  std::chrono::milliseconds timeout = 10s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline)
+        if (stores::psql(sql, "postgres") == value) return true;
+    return false;
+}
+
+const std::string our_lock_waits =
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'neptun-api' AND "
+    "wait_event_type = 'Lock'";
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(pg_order)
+
+BOOST_AUTO_TEST_CASE(a_503_write_never_overwrites_the_acknowledged_retry) {
+    // One thread, two connections, no batching: which connection takes what is known.
+    // The statement timeout is left to its default, which is below the handler timeout.
+    server_process srv(base_env({{"NEPTUN_HANDLER_TIMEOUT_MS", "1000"},
+                                 {"NEPTUN_THREADS", "1"},
+                                 {"NEPTUN_PG_POOL_SIZE", "2"},
+                                 {"NEPTUN_PG_BATCH", "off"}}));
+    BOOST_REQUIRE(srv.wait_ready());
+    BOOST_REQUIRE(psql_becomes(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'neptun-api' AND "
+        "datname = 'neptun'",
+        "2"));
+    auto a = seed_user(), b = seed_user(), c = seed_user();
+    // The test's own locks: A (v1's row) for 2.5 s, B for 3.5 s, C for 1 s.
+    auto lock_a = hold_row_lock(a.project_id, 2.5);
+    auto lock_b = hold_row_lock(b.project_id, 3.5);
+    auto lock_c = hold_row_lock(c.project_id, 1.0);
+    // x1 (B) waits on connection 1, x2 (C) on connection 2; v1 (A) goes behind x1.
+    std::optional<http_response> x1, x2, v1;
+    std::thread t1(
+        [&] { x1 = http_request(srv.port, "PATCH", b.path(), json_auth(b), R"({"name":"x1"})"); });
+    BOOST_REQUIRE(psql_becomes(our_lock_waits, "1"));
+    std::thread t2(
+        [&] { x2 = http_request(srv.port, "PATCH", c.path(), json_auth(c), R"({"name":"x2"})"); });
+    BOOST_REQUIRE(psql_becomes(our_lock_waits, "2"));
+    v1 = http_request(srv.port, "PATCH", a.path(), json_auth(a), R"({"name":"v1"})");
+    BOOST_REQUIRE(v1);
+    BOOST_TEST(v1->status == 503);
+    // The client retries once A's and C's locks are gone (B's is still held).
+    BOOST_TEST(lock_a->wait_exit(10s) == 0);
+    BOOST_TEST(lock_c->wait_exit(10s) == 0);
+    auto v2 = http_request(srv.port, "PATCH", a.path(), json_auth(a), R"({"name":"v2"})");
+    BOOST_REQUIRE(v2);
+    BOOST_TEST(v2->status == 200);
+    BOOST_TEST(v2->body.find(R"("name":"v2")") != std::string::npos);
+    BOOST_TEST(lock_b->wait_exit(10s) == 0);
+    t1.join();
+    t2.join();
+    for (auto* r : {&x1, &x2}) {
+        BOOST_REQUIRE(*r);
+        BOOST_TEST(((*r)->status == 200 || (*r)->status == 503));
+    }
+    // Whatever was still queued behind the lock has run by now.
+    BOOST_REQUIRE(psql_becomes(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'neptun-api' AND "
+        "state <> 'idle'",
+        "0"));
+    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
+                            std::to_string(a.project_id)) == "v2");
+}
+
+BOOST_AUTO_TEST_SUITE_END()

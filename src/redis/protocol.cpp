@@ -124,7 +124,7 @@ std::optional<clock::time_point> connection_machine::submit(std::span<const std:
                                                             clock::time_point deadline,
                                                             net::completion<reply> done,
                                                             clock::time_point now) {
-    if (state_ != state::ready || drop_ || deadline <= now) {
+    if (state_ != state::ready || drop_ || deadline <= now || fifo_.size() >= opts_.max_waiting) {
         if (deadline <= now && state_ == state::ready) ++stats_.timeouts;
         answers_.push_back({std::move(done), reply{}, now});
         return std::nullopt;

@@ -86,6 +86,9 @@ struct connection_options {
     milliseconds handshake_timeout{2000};
     milliseconds health_interval{1000};
     milliseconds health_timeout{2000};
+    // Callers waiting on one connection at most; more are answered unavailable at once, so
+    // a server that stopped reading cannot make the queue (and memory) grow without bound.
+    std::size_t max_waiting = 10000;
 };
 
 class connection_machine {

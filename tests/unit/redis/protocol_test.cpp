@@ -234,6 +234,24 @@ BOOST_AUTO_TEST_CASE(deadlines_out_of_queue_order_expire_each_at_its_own_time) {
     BOOST_TEST(h.m.stats().timeouts == 2u);
 }
 
+BOOST_AUTO_TEST_CASE(callers_beyond_max_waiting_are_answered_unavailable_at_once) {
+    connection_options o;
+    o.max_waiting = 2;
+    harness h(o);
+    h.open_ready();
+    h.get(1, "a");
+    h.get(2, "b");
+    h.get(3, "c");
+    BOOST_REQUIRE(h.answered.size() == 1u);
+    BOOST_TEST(h.answered[0].first == 3);
+    BOOST_TEST((h.answered[0].second.type == reply::kind::unavailable));
+    BOOST_TEST(h.m.waiting() == 2u);
+    h.feed("$1\r\nA\r\n");
+    h.get(4, "d");  // room again
+    BOOST_TEST(h.m.waiting() == 2u);
+    BOOST_TEST(h.answered.size() == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(the_health_ping_drops_a_connection_whose_replies_stopped) {
     connection_options o;
     o.health_interval = 1000ms;

@@ -459,17 +459,58 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
                         sock.close(ignored);
                     };
                     std::string out;
-                    if (!w.sentinel_password.empty())
+                    // Replies owed before pushes: AUTH's, then SUBSCRIBE's; an error in either
+                    // means this sentinel will never tell us anything: try the next one.
+                    int setup = 1;
+                    if (!w.sentinel_password.empty()) {
                         append_command(out, {"AUTH", w.sentinel_password});
+                        ++setup;
+                    }
                     append_command(out, {"SUBSCRIBE", "+switch-master"});
                     auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(out), use_tuple);
                     resp_reader rr;
-                    while (!wec && !stopped) {
-                        auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), use_tuple);
+                    asio::steady_timer ping(ioc);
+                    auto heard = clock::now();
+                    bool dead = wec.failed();
+                    while (!dead && !stopped) {
+                        // A sentinel that vanished without a FIN would otherwise leave us
+                        // subscribed to nothing: PING it (allowed while subscribed).
+                        ping.expires_after(opts.health_interval);
+                        auto outcome =
+                            co_await (sock.async_read_some(asio::buffer(buf), use_tuple) ||
+                                      ping.async_wait(use_tuple));
+                        if (outcome.index() == 1) {
+                            if (clock::now() - heard > opts.health_interval + opts.health_timeout) {
+                                log::warn("redis_sentinel_watch",
+                                          {{"sentinel", s.host + ":" + std::to_string(s.port)},
+                                           {"reason", "no answer to PING"}});
+                                break;
+                            }
+                            std::string p;
+                            append_command(p, {"PING"});
+                            auto [pec, pn] =
+                                co_await asio::async_write(sock, asio::buffer(p), use_tuple);
+                            if (pec) break;
+                            continue;
+                        }
+                        auto [ec, n] = std::get<0>(outcome);
                         if (ec) break;
+                        heard = clock::now();
                         rr.feed(buf.data(), n);
                         bool broken = false;
                         while (auto r = rr.next(broken)) {
+                            if (setup > 0) {
+                                --setup;
+                                if (r->type == REDIS_REPLY_ERROR) {
+                                    log::warn("redis_sentinel_watch",
+                                              {{"sentinel", s.host + ":" + std::to_string(s.port)},
+                                               {"reply", std::string(error_word(
+                                                             std::string_view(r->str, r->len)))}});
+                                    dead = true;
+                                    break;
+                                }
+                                continue;
+                            }
                             if (auto moved = parse_switch_master(*r, w.master_name))
                                 switched(*moved);
                         }

@@ -118,6 +118,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     bool marked_down = true;
     bool ever_ready = false;
     bool skip_backoff = false;  // a +switch-master said where the master went: go at once
+    // The master run() is serving (Sentinel only): a +switch-master naming it again
+    // (sentinels repeat themselves, or a late push) must not drop a good connection.
+    std::optional<std::pair<std::string, std::uint16_t>> serving;
     std::mt19937 rng;
     connection_machine::counters seen;  // the machine's counters already added to /metrics
     std::string write_buffer;
@@ -179,9 +182,34 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         tick_timer.async_wait([self = shared_from_this(), t](boost::system::error_code ec) {
             if (ec || self->armed != t) return;
             self->armed = clock::time_point::max();
-            self->machine.on_timer(clock::now());
-            self->after_machine();
+            self->guarded("tick", [&] {
+                self->machine.on_timer(clock::now());
+                self->after_machine();
+            });
         });
+    }
+
+    // A plain handler's exception would escape io_context::run() and take the I/O thread
+    // down; it is a bug, so it is logged and the connection dropped (run() then answers
+    // every queued caller and reconnects).
+    template <typename F>
+    void guarded(const char* where, F&& f) {
+        try {
+            f();
+        } catch (...) {
+            log::error("redis_handler_failed", {{"where", where}, {"error", describe_current()}});
+            if (close_socket) std::exchange(close_socket, nullptr)();
+        }
+    }
+
+    static std::string describe_current() {
+        try {
+            throw;
+        } catch (const std::exception& e) {
+            return e.what();
+        } catch (...) {
+            return "unknown exception";
+        }
     }
 
     // Closes the socket if the operation in progress outlasts `d` (connect, TLS handshake).
@@ -190,7 +218,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         deadline_timer.async_wait(
             [self = shared_from_this(), seq = ++deadline_seq](boost::system::error_code ec) {
                 if (ec || seq != self->deadline_seq || !self->close_socket) return;
-                self->close_socket();
+                self->guarded("deadline", [&] { self->close_socket(); });
             });
     }
     void end_deadline() {
@@ -424,28 +452,75 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
                 }
             }
             if (up && !stopped) {
-                set_keepalive(sock);
-                close_watch = [&sock] {
-                    boost::system::error_code ignored;
-                    sock.close(ignored);
-                };
-                std::string out;
-                if (!w.sentinel_password.empty())
-                    append_command(out, {"AUTH", w.sentinel_password});
-                append_command(out, {"SUBSCRIBE", "+switch-master"});
-                auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(out), use_tuple);
-                resp_reader rr;
-                while (!wec && !stopped) {
-                    auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), use_tuple);
-                    if (ec) break;
-                    rr.feed(buf.data(), n);
-                    bool broken = false;
-                    while (auto r = rr.next(broken)) {
-                        if (auto moved = parse_switch_master(*r, w.master_name)) switched(*moved);
+                try {
+                    set_keepalive(sock);
+                    close_watch = [&sock] {
+                        boost::system::error_code ignored;
+                        sock.close(ignored);
+                    };
+                    std::string out;
+                    // Replies owed before pushes: AUTH's, then SUBSCRIBE's; an error in either
+                    // means this sentinel will never tell us anything: try the next one.
+                    int setup = 1;
+                    if (!w.sentinel_password.empty()) {
+                        append_command(out, {"AUTH", w.sentinel_password});
+                        ++setup;
                     }
-                    if (broken) break;
+                    append_command(out, {"SUBSCRIBE", "+switch-master"});
+                    auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(out), use_tuple);
+                    resp_reader rr;
+                    asio::steady_timer ping(ioc);
+                    auto heard = clock::now();
+                    bool dead = wec.failed();
+                    while (!dead && !stopped) {
+                        // A sentinel that vanished without a FIN would otherwise leave us
+                        // subscribed to nothing: PING it (allowed while subscribed).
+                        ping.expires_after(opts.health_interval);
+                        auto outcome =
+                            co_await (sock.async_read_some(asio::buffer(buf), use_tuple) ||
+                                      ping.async_wait(use_tuple));
+                        if (outcome.index() == 1) {
+                            if (clock::now() - heard > opts.health_interval + opts.health_timeout) {
+                                log::warn("redis_sentinel_watch",
+                                          {{"sentinel", s.host + ":" + std::to_string(s.port)},
+                                           {"reason", "no answer to PING"}});
+                                break;
+                            }
+                            std::string p;
+                            append_command(p, {"PING"});
+                            auto [pec, pn] =
+                                co_await asio::async_write(sock, asio::buffer(p), use_tuple);
+                            if (pec) break;
+                            continue;
+                        }
+                        auto [ec, n] = std::get<0>(outcome);
+                        if (ec) break;
+                        heard = clock::now();
+                        rr.feed(buf.data(), n);
+                        bool broken = false;
+                        while (auto r = rr.next(broken)) {
+                            if (setup > 0) {
+                                --setup;
+                                if (r->type == REDIS_REPLY_ERROR) {
+                                    log::warn("redis_sentinel_watch",
+                                              {{"sentinel", s.host + ":" + std::to_string(s.port)},
+                                               {"reply", std::string(error_word(
+                                                             std::string_view(r->str, r->len)))}});
+                                    dead = true;
+                                    break;
+                                }
+                                continue;
+                            }
+                            if (auto moved = parse_switch_master(*r, w.master_name))
+                                switched(*moved);
+                        }
+                        if (broken) break;
+                    }
+                    close_watch = nullptr;
+                } catch (...) {
+                    close_watch = nullptr;
+                    log::error("redis_watch_failed", {{"error", describe_current()}});
                 }
-                close_watch = nullptr;
             }
             if (stopped) co_return;
             pause.expires_after(std::chrono::milliseconds(500));
@@ -458,9 +533,12 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         log::warn(
             "redis_failover",
             {{"master", opts.where.master_name}, {"new_host", to.first}, {"new_port", to.second}});
-        skip_backoff = true;
-        machine.retry().failures = 0;
-        if (close_socket) std::exchange(close_socket, nullptr)();
+        if (serving && *serving == to) return;  // already there
+        // Back-off (and the failure count) is about servers that fail; this one moved.
+        if (close_socket) {
+            skip_backoff = true;
+            std::exchange(close_socket, nullptr)();
+        }
         retry_timer.cancel();
     }
 
@@ -470,17 +548,28 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         while (!stopped) {
             std::string why;
             bool was_ready = false;
-            if (!opts.where.sentinels.empty()) {
-                auto master = co_await ask_sentinels(why);
-                if (master && !stopped) {
-                    why.clear();
-                    co_await serve_tcp(master->first, master->second, why);
+            try {
+                if (!opts.where.sentinels.empty()) {
+                    auto master = co_await ask_sentinels(why);
+                    if (master && !stopped) {
+                        why.clear();
+                        serving = master;
+                        co_await serve_tcp(master->first, master->second, why);
+                    }
+                } else if (!opts.where.unix_path.empty()) {
+                    co_await serve_unix(why);
+                } else {
+                    co_await serve_tcp(opts.where.host, opts.where.port, why);
                 }
-            } else if (!opts.where.unix_path.empty()) {
-                co_await serve_unix(why);
-            } else {
-                co_await serve_tcp(opts.where.host, opts.where.port, why);
+            } catch (...) {
+                // A bug, not an outage; the socket it used is gone with its frame.
+                why = "internal error: " + describe_current();
+                log::error("redis_loop_failed", {{"error", why}});
+                close_socket = nullptr;
+                writer_idle = false;
+                end_deadline();
             }
+            serving.reset();
             was_ready = machine.ready();
             machine.on_close();
             armed = clock::time_point::max();
@@ -501,6 +590,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
                                            {"retry_ms", delay.count()}});
             retry_timer.expires_after(delay);
             co_await retry_timer.async_wait(use_tuple);
+            skip_backoff = false;  // a switch during the wait only cut it short
         }
     }
 
@@ -529,6 +619,8 @@ void client::start() {
             std::rethrow_exception(e);
         } catch (const std::exception& ex) {
             log::error("redis_loop_failed", {{"error", ex.what()}});
+        } catch (...) {
+            log::error("redis_loop_failed", {{"error", "unknown exception"}});
         }
     };
     asio::co_spawn(impl_->ioc, impl_->run(), on_exit);

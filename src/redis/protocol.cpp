@@ -75,10 +75,17 @@ void connection_machine::send_internal(purpose what, std::initializer_list<std::
                                        clock::time_point deadline) {
     append_command(out_, args);
     fifo_.push_back(pending{what, {}, deadline, {}});
+    ++pushed_;
+}
+
+void connection_machine::forget_queue() {
+    fifo_.clear();
+    popped_ = pushed_;
+    deadlines_ = {};
 }
 
 void connection_machine::on_open(clock::time_point now) {
-    fifo_.clear();
+    forget_queue();
     out_.clear();
     answers_.clear();
     reader_.reset();
@@ -108,7 +115,7 @@ void connection_machine::on_close() {
     state_ = state::closed;
     for (auto& p : fifo_)
         if (p.done) answers_.push_back({std::move(p.done), reply{}, p.submitted});
-    fifo_.clear();
+    forget_queue();
     out_.clear();
     ping_deadline_.reset();
 }
@@ -117,13 +124,14 @@ std::optional<clock::time_point> connection_machine::submit(std::span<const std:
                                                             clock::time_point deadline,
                                                             net::completion<reply> done,
                                                             clock::time_point now) {
-    if (state_ != state::ready || drop_ || deadline <= now) {
+    if (state_ != state::ready || drop_ || deadline <= now || fifo_.size() >= opts_.max_waiting) {
         if (deadline <= now && state_ == state::ready) ++stats_.timeouts;
         answers_.push_back({std::move(done), reply{}, now});
         return std::nullopt;
     }
     append_command(out_, args);
     fifo_.push_back(pending{purpose::user, std::move(done), deadline, now});
+    deadlines_.push({deadline, pushed_++});
     return deadline;
 }
 
@@ -152,6 +160,7 @@ void connection_machine::on_bytes(const char* data, std::size_t n, clock::time_p
         }
         auto p = std::move(fifo_.front());
         fifo_.pop_front();
+        ++popped_;
         handle(p, *r, now);
         if (drop_) return;
     }
@@ -225,8 +234,12 @@ void connection_machine::on_timer(clock::time_point now) {
         if (now >= handshake_deadline_) drop("handshake timed out");
         return;
     }
-    for (auto& p : fifo_) {
-        if (p.done && p.deadline <= now) {
+    while (!deadlines_.empty() && deadlines_.top().first <= now) {
+        auto seq = deadlines_.top().second;
+        deadlines_.pop();
+        if (seq < popped_) continue;  // its reply came first
+        auto& p = fifo_[seq - popped_];
+        if (p.done) {
             ++stats_.timeouts;
             answers_.push_back({std::move(p.done), reply{}, p.submitted});
         }
@@ -247,8 +260,7 @@ clock::time_point connection_machine::next_timer() const {
     if (drop_ || state_ == state::closed) return clock::time_point::max();
     if (state_ == state::handshake) return handshake_deadline_;
     auto t = ping_deadline_ ? *ping_deadline_ : next_ping_;
-    for (const auto& p : fifo_)
-        if (p.done && p.deadline < t) t = p.deadline;
+    if (!deadlines_.empty() && deadlines_.top().first < t) t = deadlines_.top().first;
     return t;
 }
 

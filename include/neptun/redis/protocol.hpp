@@ -7,8 +7,10 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <queue>
 #include <random>
 #include <span>
 #include <string>
@@ -84,6 +86,9 @@ struct connection_options {
     milliseconds handshake_timeout{2000};
     milliseconds health_interval{1000};
     milliseconds health_timeout{2000};
+    // Callers waiting on one connection at most; more are answered unavailable at once, so
+    // a server that stopped reading cannot make the queue (and memory) grow without bound.
+    std::size_t max_waiting = 10000;
 };
 
 class connection_machine {
@@ -164,6 +169,15 @@ class connection_machine {
     connection_options opts_;
     state state_ = state::closed;
     std::deque<pending> fifo_;
+    // fifo_[i] is command number popped_ + i; pushed_ numbers the next one.
+    std::uint64_t popped_ = 0;
+    std::uint64_t pushed_ = 0;
+    // The waiting callers' deadlines, earliest first, so that a tick costs O(expired + 1)
+    // instead of a walk of the queue. Entries whose caller was answered by a reply stay
+    // until their deadline passes (they cost at most one empty tick).
+    using deadline_entry = std::pair<clock::time_point, std::uint64_t>;
+    std::priority_queue<deadline_entry, std::vector<deadline_entry>, std::greater<>> deadlines_;
+    void forget_queue();
     std::string out_;
     resp_reader reader_;
     std::vector<answer> answers_;

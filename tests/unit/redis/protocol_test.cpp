@@ -209,6 +209,49 @@ BOOST_AUTO_TEST_CASE(a_caller_that_gave_up_does_not_cost_the_others_their_answer
     BOOST_TEST(h.m.waiting() == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(deadlines_out_of_queue_order_expire_each_at_its_own_time) {
+    harness h;
+    h.open_ready();
+    h.get(1, "a", 900ms);
+    h.get(2, "b", 100ms);  // behind 1 in the queue, due first
+    h.get(3, "c", 500ms);
+    BOOST_TEST((h.m.next_timer() == h.now + 100ms));
+    h.advance(100ms);
+    BOOST_REQUIRE(h.answered.size() == 1u);
+    BOOST_TEST(h.answered[0].first == 2);
+    h.feed("$1\r\nA\r\n");  // 1 answered by its reply; its deadline must not fire later
+    h.collect();
+    BOOST_REQUIRE(h.answered.size() == 2u);
+    BOOST_TEST(h.answered[1].first == 1);
+    BOOST_TEST(h.answered[1].second.value == "A");
+    BOOST_TEST((h.m.next_timer() == h.now + 400ms));
+    h.advance(400ms);
+    BOOST_REQUIRE(h.answered.size() == 3u);
+    BOOST_TEST(h.answered[2].first == 3);
+    BOOST_TEST((h.answered[2].second.type == reply::kind::unavailable));
+    h.advance(400ms);  // 1's old deadline passes: nothing more
+    BOOST_TEST(h.answered.size() == 3u);
+    BOOST_TEST(h.m.stats().timeouts == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(callers_beyond_max_waiting_are_answered_unavailable_at_once) {
+    connection_options o;
+    o.max_waiting = 2;
+    harness h(o);
+    h.open_ready();
+    h.get(1, "a");
+    h.get(2, "b");
+    h.get(3, "c");
+    BOOST_REQUIRE(h.answered.size() == 1u);
+    BOOST_TEST(h.answered[0].first == 3);
+    BOOST_TEST((h.answered[0].second.type == reply::kind::unavailable));
+    BOOST_TEST(h.m.waiting() == 2u);
+    h.feed("$1\r\nA\r\n");
+    h.get(4, "d");  // room again
+    BOOST_TEST(h.m.waiting() == 2u);
+    BOOST_TEST(h.answered.size() == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(the_health_ping_drops_a_connection_whose_replies_stopped) {
     connection_options o;
     o.health_interval = 1000ms;

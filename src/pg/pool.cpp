@@ -142,7 +142,10 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         // When the front of the pipeline last started or made progress (a result came
         // back): what the watchdog measures from.
         clock::time_point front_since;
-        std::string recycle;  // why the session is unusable: closed at the next Sync
+        std::string recycle;  // why the session is unusable: closed once drained
+        // Recycling: takes no new work; what is already in its pipeline runs to its real
+        // outcome (the server runs it anyway), then the connection closes.
+        bool draining = false;
         PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
         std::deque<std::unique_ptr<job>> inflight;
         unsigned users = 0;  // in-flight jobs that are requests (not setup)
@@ -406,6 +409,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             return;
         }
         c.recycle.clear();
+        c.draining = false;
         c.front_since = clock::now();
         c.inflight.push_back(std::move(setup));
         flush(c);
@@ -478,18 +482,21 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                 c.inflight.pop_front();
                 if (!done->setup) --c.users;
                 unpin(*done);
-                if (!c.recycle.empty() && !done->setup) {
+                if (!c.recycle.empty() && !done->setup && !c.draining) {
                     // This job's transaction failed (nothing of it committed) with an error
-                    // that says the session is unusable: 503 for it and for everything
-                    // behind it, and a new connection.
-                    auto why = c.recycle;
-                    log::warn("pg_recycled", {{"reason", why}});
-                    answer_all(*done, result::kind::unavailable, why);
-                    broken(c, why);
-                    return;
+                    // that says the session is unusable. What is behind it in the pipeline
+                    // the server will still run and may commit, so it is not answered 503
+                    // here (a retry could then be overwritten by it): the connection takes
+                    // no new work, its pipeline runs out with real outcomes, then it closes.
+                    log::warn("pg_recycled", {{"reason", c.recycle}});
+                    c.draining = true;
                 }
                 finished(c, std::move(done));
                 if (c.st == state::down) return;  // the setup failed and the connection is gone
+                if (c.draining && c.inflight.empty()) {
+                    broken(c, c.recycle);
+                    return;
+                }
                 continue;
             }
             // A batch's results come in order, one per part.
@@ -677,6 +684,11 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         }
         update_gauges();
         if (stopped) return;  // an orderly stop is not an outage
+        // Jobs that waited on this connection's pins may go elsewhere now.
+        if (ready_count > 0)
+            asio::post(ioc, [self = shared_from_this()] {
+                if (!self->stopped) self->pump();
+            });
         if (was_ready || c.attempt == 0) log::warn("pg_down", {{"reason", why}});
         auto base = std::min<std::int64_t>(opts.backoff_max.count(),
                                            opts.backoff_min.count() << std::min(c.attempt, 16u));
@@ -692,7 +704,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     conn* least_loaded() {
         conn* best = nullptr;
         for (auto& c : conns)
-            if (c->st == state::ready && c->users < opts.pipeline_depth &&
+            if (c->st == state::ready && !c->draining && c->users < opts.pipeline_depth &&
                 (!best || c->users < best->users))
                 best = c.get();
         return best;
@@ -748,7 +760,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         if (to == key_pins::none) return least_loaded();
         if (to == conflict) return nullptr;
         auto& c = *conns[to];
-        return c.st == state::ready && c.users < opts.pipeline_depth ? &c : nullptr;
+        return c.st == state::ready && !c.draining && c.users < opts.pipeline_depth ? &c : nullptr;
     }
 
     std::vector<std::unique_ptr<job>> collecting;

@@ -204,20 +204,21 @@ BOOST_AUTO_TEST_CASE(a_restarted_server_is_reconnected_and_nothing_is_answered_t
     pool.stop();
 }
 
-// The watchdog measures from the statement's own start: B waits 3.5 s for a lock (below
-// the 4 s statement_timeout) behind A, which waited 3 s; B is answered 6.5 s after it was
-// sent, past statement_timeout + 2 s from its sending, and must not be declared dead.
+// The watchdog measures from the statement's own start: B waits about 4.5 s for a lock
+// (below the 6 s statement_timeout, with room for the time between taking the two locks)
+// behind A, which waited 4.5 s; B is answered about 9 s after it was sent, past
+// statement_timeout + 2 s from its sending, and must not be declared dead.
 BOOST_AUTO_TEST_CASE(a_statement_queued_behind_a_long_lock_wait_is_not_killed) {
     auto a = seed_user(), b = seed_user();
     asio::io_context ioc(1);
     auto opts = pool_options(1);
-    opts.statement_timeout = std::chrono::milliseconds(4000);
+    opts.statement_timeout = std::chrono::milliseconds(6000);
     pg::pool pool(ioc, opts,
                   {{"lock", "SELECT id FROM neptun_user_project WHERE id = $1 FOR UPDATE"}});
     pool.start();
     BOOST_REQUIRE(until_ready(pool, ioc, 1));
-    auto lock_a = hold_row_lock(a.project_id, 3.0);
-    auto lock_b = hold_row_lock(b.project_id, 6.5);
+    auto lock_a = hold_row_lock(a.project_id, 4.5);
+    auto lock_b = hold_row_lock(b.project_id, 9.0);
     pg::result ra, rb;
     int finished = 0;
     bool done = false;
@@ -238,7 +239,7 @@ BOOST_AUTO_TEST_CASE(a_statement_queued_behind_a_long_lock_wait_is_not_killed) {
     BOOST_REQUIRE(done);
     BOOST_TEST((ra.outcome() == pg::result::kind::ok), ra.message());
     BOOST_TEST((rb.outcome() == pg::result::kind::ok), rb.message());
-    BOOST_TEST((std::chrono::steady_clock::now() - started > 6s));
+    BOOST_TEST((std::chrono::steady_clock::now() - started > 8s));
     BOOST_TEST(lock_a->wait_exit(10s) == 0);
     BOOST_TEST(lock_b->wait_exit(10s) == 0);
     pool.stop();

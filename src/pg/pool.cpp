@@ -2,7 +2,9 @@
 
 #include "neptun/pg/key_pins.hpp"
 
+#include <fcntl.h>
 #include <libpq-fe.h>
+#include <unistd.h>
 
 #include <deque>
 #include <random>
@@ -337,22 +339,27 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         continue_connect(c);
     }
 
-    // Wraps libpq's socket for Asio. During the connect, libpq may close its socket and
-    // open another inside one PQconnectPoll (the next host or address, target_session_attrs,
-    // an SSL fallback); the new one often gets the same fd number, and epoll dropped the old
-    // registration when it was closed. So while connecting the socket is wrapped anew after
-    // every PQconnectPoll (`always`), whatever its number.
+    // Wraps libpq's socket for Asio. Asio gets a dup() of it, never libpq's own number:
+    // libpq closes its socket by itself (a read that meets EOF, the next host or address
+    // inside one PQconnectPoll, target_session_attrs, an SSL fallback), and the number is
+    // then free for any thread to reuse. Every epoll_ctl Asio makes is on our dup, which
+    // stays open until we deregister it, so no registration can ever name another file.
+    // While connecting the socket is wrapped anew after every PQconnectPoll (`always`):
+    // libpq's new socket may have the old one's number.
     void watch_socket(conn& c, bool always = false) {
         int fd = PQsocket(c.pg);
         if (!always && fd == c.fd && c.sd) return;
         release_socket(c);
+        if (fd < 0) return;
+        int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (own < 0) return;  // EMFILE: the caller sees no socket and breaks the connection
         c.fd = fd;
-        if (fd >= 0) c.sd = std::make_unique<asio::posix::stream_descriptor>(ioc, fd);
+        c.sd = std::make_unique<asio::posix::stream_descriptor>(ioc, own);
     }
 
     void release_socket(conn& c) {
         if (c.sd) {
-            c.sd->release();  // libpq owns the fd
+            ::close(c.sd->release());  // deregistered from epoll first, then closed
             c.sd.reset();
         }
         c.fd = -1;

@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "e2e/common.hpp"
@@ -166,6 +168,8 @@ BOOST_AUTO_TEST_CASE(a_promoted_standby_takes_the_writes_and_loses_no_acknowledg
     BOOST_REQUIRE(srv.wait_ready());
     std::atomic<bool> stop{false};
     std::atomic<int> ok{0}, unavailable{0}, other{0};
+    std::mutex ok_mutex;
+    std::condition_variable ok_changed;
     std::vector<long> last_acknowledged(clients, 0);
     std::atomic<steady::rep> stopped_at{0}, first_ok_after{0};
     std::vector<std::thread> threads;
@@ -183,8 +187,11 @@ BOOST_AUTO_TEST_CASE(a_promoted_standby_takes_the_writes_and_loses_no_acknowledg
                     if (stopped_at != 0 && sent > stopped_at)
                         first_ok_after.compare_exchange_strong(zero, now);
                     last_acknowledged[static_cast<std::size_t>(c)] = v;
-                    ++ok;
-                    ok.notify_all();
+                    {
+                        std::lock_guard lock(ok_mutex);
+                        ++ok;
+                    }
+                    ok_changed.notify_all();
                 } else if (r && r->status == 503 && r->header("Retry-After") == "1") {
                     ++unavailable;
                 } else {
@@ -193,15 +200,26 @@ BOOST_AUTO_TEST_CASE(a_promoted_standby_takes_the_writes_and_loses_no_acknowledg
             }
         });
     }
+    // Bounded: a server that died or never recovers fails the test instead of hanging it.
     auto await_ok = [&](int target) {
-        for (int seen = ok; seen < target; seen = ok) ok.wait(seen);
+        auto deadline = steady::now() + 60s;
+        std::unique_lock lock(ok_mutex);
+        while (ok < target && steady::now() < deadline && srv.process.running())
+            ok_changed.wait_for(lock, 100ms);  // woken by every 200; the slice notices a death
+        lock.unlock();
+        if (ok >= target) return true;
+        stop = true;
+        for (auto& t : threads) t.join();
+        threads.clear();
+        BOOST_TEST_MESSAGE("server log:\n" << srv.process.log());
+        return false;
     };
-    await_ok(100);
+    BOOST_REQUIRE_MESSAGE(await_ok(100), "no 100 writes before the stop");
     BOOST_REQUIRE(pair.pg_ctl("primary", {"-m", "immediate", "-w", "stop"}) == 0);
     stopped_at = steady::now().time_since_epoch().count();  // the primary is gone now
     BOOST_REQUIRE(pair.pg_ctl("standby", {"-w", "promote"}) == 0);
     auto promoted_at = steady::now();
-    await_ok(ok + 100);
+    BOOST_REQUIRE_MESSAGE(await_ok(ok + 100), "no 100 writes after the promotion");
     stop = true;
     for (auto& t : threads) t.join();
     auto back_after = std::chrono::duration_cast<std::chrono::milliseconds>(

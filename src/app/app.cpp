@@ -52,6 +52,7 @@ class admin_service final : public net::service {
                 res.body() =
                     net::global_metrics().render(ready.ready(), ready.up(net::readiness::redis),
                                                  ready.up(net::readiness::postgres));
+                redis::render_session_cache_metrics(res.body());
                 co_return res;
             }
             default:
@@ -77,6 +78,15 @@ int serve(const config& cfg) {
     opts.redis.health_timeout = cfg.redis_health_timeout;
     opts.redis.tls = {cfg.redis_tls_ca_file, cfg.redis_tls_cert_file, cfg.redis_tls_key_file,
                       cfg.redis_tls_server_name};
+    if (cfg.session_cache) {
+        auto per_thread = [&](std::size_t total) {
+            return std::max<std::size_t>(1, total / std::max(1u, cfg.threads));
+        };
+        opts.redis.cache = redis::session_cache_options{per_thread(cfg.session_cache_entries),
+                                                        per_thread(cfg.session_cache_bytes),
+                                                        cfg.session_cache_max_age};
+        opts.redis.tracking_prefix = cfg.session_prefix;
+    }
     opts.pg.conninfo = cfg.database_url;
     opts.pg.size = cfg.pg_pool_size;
     opts.pg.pipeline_depth = cfg.pg_pipeline_depth;

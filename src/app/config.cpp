@@ -261,6 +261,24 @@ const std::vector<setting>& settings() {
              c.redis_tls_server_name = v;
              return {};
          }},
+        {"NEPTUN_SESSION_CACHE", "--session-cache",
+         "on: sessions kept in memory while Redis's CLIENT TRACKING reports every change "
+         "to them (off where Redis refuses it)",
+         [](const config& c) { return std::string(c.session_cache ? "on" : "off"); },
+         bool_setter(&config::session_cache)},
+        {"NEPTUN_SESSION_CACHE_ENTRIES", "--session-cache-entries",
+         "sessions cached at most (whole process; least recently used go first)",
+         [](const config& c) { return std::to_string(c.session_cache_entries); },
+         size_setter(&config::session_cache_entries, 1, 100'000'000)},
+        {"NEPTUN_SESSION_CACHE_BYTES", "--session-cache-bytes",
+         "memory the cached sessions may take at most (whole process)",
+         [](const config& c) { return std::to_string(c.session_cache_bytes); },
+         size_setter(&config::session_cache_bytes, 4096, std::size_t(1) << 40)},
+        {"NEPTUN_SESSION_CACHE_MAX_AGE_MS", "--session-cache-max-age-ms",
+         "the longest a session is served from memory before Redis is asked again (also "
+         "never past the key's TTL)",
+         [](const config& c) { return std::to_string(c.session_cache_max_age.count()); },
+         ms_setter(&config::session_cache_max_age, 1)},
         {"NEPTUN_PG_POOL_SIZE", "--pg-pool-size", "PostgreSQL connections per I/O thread",
          [](const config& c) { return std::to_string(c.pg_pool_size); },
          unsigned_setter(&config::pg_pool_size, 1, 1000)},

@@ -90,7 +90,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
           wake(io),
           retry_timer(io),
           deadline_timer(io),
-          rng(std::random_device{}()) {
+          rng(std::random_device{}()),
+          tracking_retry(io) {
+        if (opts.cache) cache = std::make_unique<session_cache>(*opts.cache);
         machine.retry().min = opts.backoff_min;
         machine.retry().max = opts.backoff_max;
         if (opts.where.tls) tls = make_tls_context(opts.tls);
@@ -126,6 +128,16 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     std::string write_buffer;
     std::array<char, 16384> read_buffer;
 
+    // --- the session cache's second connection (see track()) ---
+    std::unique_ptr<session_cache> cache;
+    std::optional<tcp::endpoint> data_endpoint;  // the server the data connection is on
+    std::string data_host;                       // its name, for TLS
+    std::uint64_t pair_gen = 0;                  // data connections ended so far
+    std::uint64_t tracking_gen = 0;              // invalidation connections ended so far
+    bool tracking_refused = false;               // this data connection's Redis refused tracking
+    std::function<void()> close_invalidation;
+    asio::steady_timer tracking_retry;
+
     // --- after every event: deliver answers, follow readiness, close, re-arm the timer ---
     void after_machine() {
         machine.deliver([this](net::completion<reply> h, reply rep, clock::time_point submitted) {
@@ -158,6 +170,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
             armed = clock::time_point::max();  // the handshake's deadline is moot now
             tick_timer.cancel();
             log::info("redis_connected", {{"db", opts.where.db}});
+            if (cache) start_tracking();
         }
         if (machine.must_drop() && close_socket) {
             log::warn("redis_drop", {{"reason", *machine.must_drop()}});
@@ -317,6 +330,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     asio::awaitable<void> serve_tcp(const std::string& host, std::uint16_t port, std::string& why) {
         tcp::socket sock(ioc);
         if (!co_await connect_tcp(sock, host, port, why)) co_return;
+        boost::system::error_code eec;
+        data_endpoint = sock.remote_endpoint(eec);
+        if (eec) data_endpoint.reset();
+        data_host = host;
         if (!tls) {
             close_socket = [&sock] {
                 boost::system::error_code ignored;
@@ -542,6 +559,242 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         retry_timer.cancel();
     }
 
+    // --- the session cache: CLIENT TRACKING in RESP2 REDIRECT mode ---
+    // Once the data connection is ready, a second connection to the same server (the same
+    // address, never a name resolved anew: a REDIRECT id means something only on the server
+    // that issued it) asks CLIENT ID and subscribes to __redis__:invalidate; then the data
+    // connection turns on `CLIENT TRACKING on REDIRECT <id> BCAST PREFIX <session prefix>`,
+    // and only its +OK makes the cache usable. BCAST, not the default mode: Redis keeps no
+    // per-key state for us, so GETs of unknown tokens (a flood of them) cannot fill its
+    // tracking table and evict real sessions' tracking; a write to any session key reaches
+    // us whether we read it or not, which for sessions (written at sign-in) is little.
+    // Either connection ending makes the cache unusable and flushes it.
+    void start_tracking() {
+        if (tracking_refused) return;
+        auto on_exit = [](std::exception_ptr e) {
+            if (e) log::error("session_cache_failed", {{"error", "tracking loop ended"}});
+        };
+        asio::co_spawn(ioc, track(pair_gen), on_exit);
+    }
+
+    void end_pair() {
+        ++pair_gen;
+        tracking_refused = false;
+        if (cache && cache->usable()) cache->set_usable(false);
+        tracking_retry.cancel();
+        if (close_invalidation) std::exchange(close_invalidation, nullptr)();
+    }
+
+    asio::awaitable<void> track(std::uint64_t gen) {
+        auto self = shared_from_this();
+        backoff wait{opts.backoff_min, opts.backoff_max, 0};
+        while (!stopped && gen == pair_gen && !tracking_refused) {
+            std::string why;
+            try {
+                if (!opts.where.unix_path.empty()) {
+                    asio::local::stream_protocol::socket sock(ioc);
+                    if (co_await connect_with_deadline(
+                            sock, asio::local::stream_protocol::endpoint(opts.where.unix_path)))
+                        co_await invalidations(sock, gen, why);
+                    else
+                        why = "connect " + opts.where.unix_path + " failed";
+                } else if (data_endpoint) {
+                    tcp::socket sock(ioc);
+                    if (!co_await connect_with_deadline(sock, *data_endpoint)) {
+                        why = "connect " + data_endpoint->address().to_string() + " failed";
+                    } else if (!tls) {
+                        set_keepalive(sock);
+                        co_await invalidations(sock, gen, why);
+                    } else {
+                        set_keepalive(sock);
+                        ssl::stream<tcp::socket> stream(std::move(sock), *tls);
+                        const auto& name =
+                            opts.tls.server_name.empty() ? data_host : opts.tls.server_name;
+                        if (!is_ip_address(name))
+                            SSL_set_tlsext_host_name(stream.native_handle(), name.c_str());
+                        stream.set_verify_callback(ssl::host_name_verification(name));
+                        asio::steady_timer limit(ioc, opts.connect_timeout);
+                        auto hs =
+                            co_await (stream.async_handshake(ssl::stream_base::client, use_tuple) ||
+                                      limit.async_wait(use_tuple));
+                        if (hs.index() == 0 && !std::get<0>(std::get<0>(hs)))
+                            co_await invalidations(stream, gen, why);
+                        else
+                            why = "TLS handshake failed";
+                    }
+                } else {
+                    why = "no data connection address";
+                }
+            } catch (...) {
+                why = "internal error: " + describe_current();
+            }
+            close_invalidation = nullptr;
+            ++tracking_gen;
+            if (gen == pair_gen && cache && cache->usable()) {
+                cache->set_usable(false);
+                log::warn("session_cache_paused", {{"reason", why}});
+            }
+            if (stopped || gen != pair_gen || tracking_refused) co_return;
+            log::debug("session_cache_retry", {{"reason", why}});
+            auto delay = wait.next(rng);
+            ++wait.failures;
+            tracking_retry.expires_after(delay);
+            co_await tracking_retry.async_wait(use_tuple);
+        }
+    }
+
+    template <typename Socket, typename Endpoint>
+    asio::awaitable<bool> connect_with_deadline(Socket& sock, const Endpoint& where) {
+        asio::steady_timer limit(ioc, opts.connect_timeout);
+        auto outcome =
+            co_await (sock.async_connect(where, use_tuple) || limit.async_wait(use_tuple));
+        co_return outcome.index() == 0 && !std::get<0>(std::get<0>(outcome)) && sock.is_open();
+    }
+
+    // The invalidation connection, until it ends: AUTH, CLIENT ID, SUBSCRIBE, then pushes.
+    template <typename Stream>
+    asio::awaitable<void> invalidations(Stream& s, std::uint64_t gen, std::string& why) {
+        close_invalidation = [&s] {
+            boost::system::error_code ignored;
+            s.lowest_layer().close(ignored);
+        };
+        std::string out;
+        const auto& w = opts.where;
+        bool auth_owed = w.auth;
+        if (w.auth) {
+            if (w.username.empty())
+                append_command(out, {"AUTH", w.password});
+            else
+                append_command(out, {"AUTH", w.username, w.password});
+        }
+        append_command(out, {"CLIENT", "ID"});
+        append_command(out, {"SUBSCRIBE", "__redis__:invalidate"});
+        auto [wec, wn] = co_await asio::async_write(s, asio::buffer(out), use_tuple);
+        if (wec) {
+            why = wec.message();
+            co_return;
+        }
+        resp_reader rr;
+        std::array<char, 8192> buf;
+        asio::steady_timer ping(ioc);
+        auto heard = clock::now();
+        std::int64_t id = -1;
+        bool subscribed = false;
+        const std::string& prefix = opts.tracking_prefix;
+        while (!stopped && gen == pair_gen) {
+            ping.expires_after(opts.health_interval);
+            auto outcome = co_await (s.async_read_some(asio::buffer(buf), use_tuple) ||
+                                     ping.async_wait(use_tuple));
+            if (outcome.index() == 1) {
+                if (clock::now() - heard > opts.health_interval + opts.health_timeout) {
+                    why = "no answer to PING";
+                    co_return;
+                }
+                std::string p;
+                append_command(p, {"PING"});
+                auto [pec, pn] = co_await asio::async_write(s, asio::buffer(p), use_tuple);
+                if (pec) {
+                    why = pec.message();
+                    co_return;
+                }
+                continue;
+            }
+            auto [ec, n] = std::get<0>(outcome);
+            if (ec) {
+                why = ec == asio::error::eof ? "closed by the server" : ec.message();
+                co_return;
+            }
+            heard = clock::now();
+            if (!rr.feed(buf.data(), n)) {
+                why = "out of memory";
+                co_return;
+            }
+            bool broken = false;
+            while (auto r = rr.next(broken)) {
+                auto error = [&] {
+                    return std::string(error_word(std::string_view(r->str, r->len)));
+                };
+                if (auth_owed) {
+                    auth_owed = false;
+                    if (r->type == REDIS_REPLY_ERROR) {
+                        why = "AUTH failed: " + error();
+                        co_return;
+                    }
+                    continue;
+                }
+                if (id < 0) {
+                    if (r->type != REDIS_REPLY_INTEGER) {
+                        refuse_tracking(r->type == REDIS_REPLY_ERROR ? error() : "CLIENT ID");
+                        why = "CLIENT ID refused";
+                        co_return;
+                    }
+                    id = r->integer;
+                    continue;
+                }
+                if (!subscribed) {
+                    if (r->type == REDIS_REPLY_ERROR) {
+                        why = "SUBSCRIBE failed: " + error();
+                        co_return;
+                    }
+                    subscribed = true;
+                    enable_tracking(gen, tracking_gen, id);
+                    continue;
+                }
+                auto inv = parse_invalidation(*r);
+                if (!inv || !cache) continue;  // a PING's pong
+                if (inv->everything) {
+                    if (cache->usable()) cache->set_usable(true);  // flushed, still tracked
+                    continue;
+                }
+                for (auto key : inv->keys)
+                    if (key.starts_with(prefix)) cache->invalidate(key.substr(prefix.size()));
+            }
+            if (broken) {
+                why = "protocol error";
+                co_return;
+            }
+        }
+        why = "stopped";
+    }
+
+    void refuse_tracking(const std::string& reply) {
+        tracking_refused = true;
+        log::warn("session_cache_off", {{"reason", "Redis refused client tracking"},
+                                        {"reply", reply},
+                                        {"retry", "after the next reconnect"}});
+    }
+
+    // Turns tracking on on the data connection; its +OK makes the cache usable.
+    void enable_tracking(std::uint64_t gen, std::uint64_t tgen, std::int64_t id) {
+        std::string ids = std::to_string(id);
+        std::vector<std::string_view> args{"CLIENT", "TRACKING", "on", "REDIRECT", ids, "BCAST"};
+        if (!opts.tracking_prefix.empty()) {
+            args.emplace_back("PREFIX");
+            args.emplace_back(opts.tracking_prefix);
+        }
+        auto now = clock::now();
+        // Off first: tracking may still be on from the last invalidation connection, and
+        // Redis refuses a BCAST prefix that overlaps one the client has.
+        std::string_view off[] = {"CLIENT", "TRACKING", "off"};
+        if (auto w = machine.submit(off, now + opts.command_timeout,
+                                    net::completion<reply>([](reply) {}), now))
+            arm(*w);
+        auto done = [self = shared_from_this(), gen, tgen](reply r) {
+            if (gen != self->pair_gen || tgen != self->tracking_gen || !self->cache) return;
+            if (r.type == reply::kind::string && r.value == "OK") {
+                self->cache->set_usable(true);
+                log::info("session_cache_on", {{"mode", "bcast"}});
+                return;
+            }
+            if (r.type == reply::kind::error) self->refuse_tracking(r.value);
+            if (self->close_invalidation) std::exchange(self->close_invalidation, nullptr)();
+        };
+        auto waits =
+            machine.submit(args, now + opts.command_timeout, net::completion<reply>(done), now);
+        if (waits) arm(*waits);
+        after_machine();
+    }
+
     // --- the loop: connect, serve, back off, again ---
     asio::awaitable<void> run() {
         auto self = shared_from_this();
@@ -570,6 +823,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
                 end_deadline();
             }
             serving.reset();
+            end_pair();
             was_ready = machine.ready();
             machine.on_close();
             armed = clock::time_point::max();
@@ -601,6 +855,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         deadline_timer.cancel();
         if (close_socket) std::exchange(close_socket, nullptr)();
         if (close_watch) std::exchange(close_watch, nullptr)();
+        end_pair();
         wake.cancel();
     }
 };
@@ -630,6 +885,10 @@ void client::start() {
 
 void client::stop() {
     impl_->stop();
+}
+
+session_cache* client::cache() {
+    return impl_->cache.get();
 }
 
 bool client::connected() const {

@@ -185,6 +185,10 @@ void connection_machine::handle(pending& p, const redisReply& r, clock::time_poi
                 case REDIS_REPLY_NIL:
                     out.type = reply::kind::nil;
                     break;
+                case REDIS_REPLY_INTEGER:
+                    out.type = reply::kind::integer;
+                    out.number = r.integer;
+                    break;
                 case REDIS_REPLY_ERROR:
                     out.type = reply::kind::error;
                     out.value = error_word(text());
@@ -262,6 +266,29 @@ clock::time_point connection_machine::next_timer() const {
     auto t = ping_deadline_ ? *ping_deadline_ : next_ping_;
     if (!deadlines_.empty() && deadlines_.top().first < t) t = deadlines_.top().first;
     return t;
+}
+
+std::optional<invalidation> parse_invalidation(const redisReply& r) {
+    auto is = [](const redisReply* e, std::string_view want) {
+        return e->type == REDIS_REPLY_STRING && std::string_view(e->str, e->len) == want;
+    };
+    if (r.type != REDIS_REPLY_ARRAY || r.elements != 3 || !is(r.element[0], "message") ||
+        !is(r.element[1], "__redis__:invalidate"))
+        return std::nullopt;
+    const auto* keys = r.element[2];
+    invalidation out;
+    if (keys->type == REDIS_REPLY_NIL) {
+        out.everything = true;
+        return out;
+    }
+    if (keys->type != REDIS_REPLY_ARRAY) return std::nullopt;
+    out.keys.reserve(keys->elements);
+    for (std::size_t i = 0; i < keys->elements; ++i) {
+        const auto* k = keys->element[i];
+        if (k->type != REDIS_REPLY_STRING) return std::nullopt;
+        out.keys.emplace_back(k->str, k->len);
+    }
+    return out;
 }
 
 std::optional<std::pair<std::string, std::uint16_t>> parse_master_addr(const redisReply& r) {

@@ -24,6 +24,13 @@ std::optional<std::int64_t> user_id_from_session(std::string_view json) {
 
 boost::asio::awaitable<session_lookup> session_store::user_for(
     std::string_view token, std::chrono::steady_clock::time_point deadline) {
+    auto* cache = redis_.cache();
+    std::optional<session_cache::ticket> ticket;
+    if (cache) {
+        auto now = std::chrono::steady_clock::now();
+        if (auto id = cache->find(token, now)) co_return session_lookup{session_status::ok, *id};
+        ticket = cache->begin(now);  // before the GET is sent: see session_cache.hpp
+    }
     std::string key;
     key.reserve(prefix_.size() + token.size());
     key += prefix_;
@@ -35,6 +42,7 @@ boost::asio::awaitable<session_lookup> session_store::user_for(
         case reply::kind::unavailable:
             co_return session_lookup{session_status::unavailable, 0};
         case reply::kind::error:
+        case reply::kind::integer:
             // e.g. WRONGTYPE for a key that is not a string; LOADING or NOAUTH are outages.
             if (rep.value.starts_with("WRONGTYPE")) {
                 net::log::warn("session_unreadable", {{"reason", "not a string value"}});
@@ -50,6 +58,12 @@ boost::asio::awaitable<session_lookup> session_store::user_for(
     if (!id) {
         net::log::warn("session_unreadable", {{"reason", "no integer user.id"}});
         co_return session_lookup{session_status::invalid, 0};
+    }
+    if (ticket) {
+        // The TTL, read after the value: the ticket is still open, so a change in between
+        // voids it. Only this first lookup of a session pays the second round trip.
+        auto ttl = co_await redis_.async_pttl(key, deadline);
+        if (ttl.type == reply::kind::integer) cache->offer(*ticket, token, *id, ttl.number);
     }
     co_return session_lookup{session_status::ok, *id};
 }

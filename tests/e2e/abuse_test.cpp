@@ -9,19 +9,6 @@
 
 using namespace neptun::test;
 
-namespace {
-
-std::string metric(std::uint16_t admin_port, const std::string& name) {
-    auto r = http_request(admin_port, "GET", "/metrics");
-    if (!r) return {};
-    auto pos = r->body.find("\n" + name + " ");
-    if (pos == std::string::npos) return {};
-    auto start = pos + name.size() + 2;
-    return r->body.substr(start, r->body.find('\n', start) - start);
-}
-
-}  // namespace
-
 BOOST_AUTO_TEST_SUITE(abuse)
 
 BOOST_AUTO_TEST_CASE(smuggling_payloads_are_refused_and_never_written) {

@@ -16,6 +16,16 @@ inline env_map base_env(env_map extra = {}) {
     return env;
 }
 
+// The value of one unlabelled metric on the admin port's /metrics, or "" when absent.
+inline std::string metric(std::uint16_t admin_port, const std::string& name) {
+    auto r = http_request(admin_port, "GET", "/metrics");
+    if (!r) return {};
+    auto pos = r->body.find("\n" + name + " ");
+    if (pos == std::string::npos) return {};
+    auto start = pos + name.size() + 2;
+    return r->body.substr(start, r->body.find('\n', start) - start);
+}
+
 inline header_list auth(const seeded_user& u, header_list more = {}) {
     header_list h{{"Cookie", u.cookie()}};
     h.insert(h.end(), more.begin(), more.end());

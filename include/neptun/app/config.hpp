@@ -62,6 +62,11 @@ struct config {
     std::string redis_tls_key_file;
     std::string redis_tls_server_name;
 
+    bool session_cache = true;
+    std::size_t session_cache_entries = 100000;  // the whole process, split among threads
+    std::size_t session_cache_bytes = 64u << 20;
+    milliseconds session_cache_max_age{60000};
+
     unsigned pg_pool_size = 4;
     unsigned pg_pipeline_depth = 32;
     milliseconds pg_pool_wait{1000};

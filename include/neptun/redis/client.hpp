@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -19,6 +20,7 @@
 #include "neptun/net/completion.hpp"
 
 #include "neptun/redis/protocol.hpp"
+#include "neptun/redis/session_cache.hpp"
 #include "neptun/redis/url.hpp"
 
 namespace neptun::redis {
@@ -44,6 +46,9 @@ struct options {
     std::chrono::milliseconds health_timeout{2000};  // a PING unanswered this long: drop
     std::chrono::milliseconds backoff_min{50};
     std::chrono::milliseconds backoff_max{2000};
+    // The session cache (CLIENT TRACKING BCAST PREFIX `tracking_prefix`), or none.
+    std::optional<session_cache_options> cache;
+    std::string tracking_prefix;
 };
 
 // Whether the TLS settings can be loaded (files readable, key matches the certificate).
@@ -76,6 +81,21 @@ class client {
         return async_get(key, std::chrono::steady_clock::time_point::max(),
                          std::forward<Token>(token));
     }
+
+    // PTTL key: an integer reply (milliseconds left, -1 no expiry, -2 no key).
+    template <typename Token = asio::use_awaitable_t<>>
+    auto async_pttl(std::string_view key, std::chrono::steady_clock::time_point deadline,
+                    Token&& token = {}) {
+        return asio::async_initiate<Token, void(reply)>(
+            [this](auto handler, std::string_view k, std::chrono::steady_clock::time_point d) {
+                start_command("PTTL", k, d, net::completion<reply>(std::move(handler)));
+            },
+            token, key, deadline);
+    }
+
+    // This thread's session cache; null when it is turned off. Usable only while Redis's
+    // tracking is confirmed (session_cache::usable()).
+    session_cache* cache();
 
     struct impl;
 

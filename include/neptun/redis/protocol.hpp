@@ -34,9 +34,11 @@ struct reply {
         nil,          // the key does not exist
         error,        // Redis answered an error: its first word only in `value` (e.g. WRONGTYPE)
         unavailable,  // no connection, timed out, or lost before the reply
+        integer,      // an integer reply in `number` (PTTL, CLIENT ID)
     };
     kind type = kind::unavailable;
     std::string value;
+    std::int64_t number = 0;
 };
 
 // The first word of an error reply ("LOADING", "WRONGTYPE"): all that is ever logged or kept
@@ -189,6 +191,15 @@ class connection_machine {
     backoff backoff_;
     counters stats_;
 };
+
+// A push on the invalidation connection (CLIENT TRACKING in RESP2 REDIRECT mode):
+// ["message", "__redis__:invalidate", [key, ...]], or a nil instead of the keys when every
+// key may have changed (FLUSHALL, FLUSHDB). Keys point into `r`.
+struct invalidation {
+    bool everything = false;
+    std::vector<std::string_view> keys;
+};
+std::optional<invalidation> parse_invalidation(const redisReply& r);
 
 // Sentinel replies, parsed without I/O.
 // SENTINEL get-master-addr-by-name: ["ip", "port"], or nil when the name is unknown.

@@ -241,8 +241,8 @@ def report(args):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
-    print("| phase | requests | 200 | 503 (server / LB) | other | socket errors | p50 / p99 / max ms | errors from .. to (s after the action) | events (s after the action) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| phase | requests | 200 | 503 (server / LB) | other | socket errors | p50 / p99 / max ms | errors from .. to (s after the action) | last error, s after the promotion | events (s after the action) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for rec, r in zip(out, rows):
         other = sum(rec["other"].values())
         other_s = str(other) + ("" if not other else " (" + ", ".join(f"{k}x{v}" for k, v in sorted(rec["other"].items())) + ")")
@@ -251,9 +251,11 @@ def report(args):
         else:
             t_action = (events.get(rows.index(r)) or [(r["start"], "")])[0][0]
             window = f"{r['first_bad'] - t_action:.2f} .. {r['last_bad'] - t_action:.2f}"
+        since = rec.get("back_after_promoted_s")
+        since_s = "-" if "promoted" not in rec["events"] else ("no error" if since is None else f"{since:.2f}")
         evs = ", ".join(f"{k} {v:.2f}" for k, v in rec["events"].items()) or "-"
         print(f"| {rec['phase']} | {rec['requests']} | {rec['ok']} | {rec['503'] + rec['503_lb']} ({rec['503']} / {rec['503_lb']}) | "
-              f"{other_s} | {rec['socket_errors']} | {rec['p50_ms']} / {rec['p99_ms']} / {rec['max_ms']} | {window} | {evs} |")
+              f"{other_s} | {rec['socket_errors']} | {rec['p50_ms']} / {rec['p99_ms']} / {rec['max_ms']} | {window} | {since_s} | {evs} |")
 
 
 def main():

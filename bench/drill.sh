@@ -322,6 +322,9 @@ for i in $(seq 1 "$REPLICAS"); do start_replica "r$i"; done
 haproxy -f "$RUN_DIR/haproxy.cfg" -db >"$RUN_DIR/haproxy.log" 2>&1 &
 HAPROXY_PID=$!
 
+replica_ready() {
+  [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:${ADMIN[$1]}/readyz")" = 200 ]
+}
 lb_status() { # SERVER -> UP, DOWN, ...
   curl -s --max-time 1 "http://127.0.0.1:$STATS_PORT/stats;csv" |
     awk -F, -v s="$1" '$1 == "replicas" && $2 == s { print $18 }'
@@ -355,6 +358,8 @@ for i in $(seq 1 "$REPLICAS"); do
   wait "${PID[r$i]}" || die "r$i exited with status $? after SIGTERM; see $RUN_DIR/r$i.log"
   event "r$i-exited"
   start_replica "r$i"
+  # Ready (its own /readyz, what the kubelet probes), then routed to (HAProxy has it UP).
+  await 60 "r$i ready again" replica_ready "r$i"
   await 60 "r$i UP again" lb_up "r$i"
   event "r$i-up"
 done

@@ -72,8 +72,9 @@ while [ $# -gt 0 ]; do
     *) usage >&2; die "unknown argument '$1'" ;;
   esac
 done
-[ "$WRITERS" -ge 1 ] && [ "$USERS" -ge 1 ] && [ "$PHASE_S" -ge 1 ] ||
+if [ "$WRITERS" -lt 1 ] || [ "$USERS" -lt 1 ] || [ "$PHASE_S" -lt 1 ]; then
   die "--writers, --users and --phase-seconds must be at least 1"
+fi
 
 ensure_packages "${DRILL_PACKAGES[@]}"
 PYTHON=/usr/bin/python3
@@ -355,7 +356,10 @@ phase rolling-restart
 for i in $(seq 1 "$REPLICAS"); do
   event "r$i-SIGTERM"
   kill -TERM "${PID[r$i]}"
-  wait "${PID[r$i]}" || die "r$i exited with status $? after SIGTERM; see $RUN_DIR/r$i.log"
+  rc=0
+  wait "${PID[r$i]}" || rc=$?
+  PID[r$i]=""
+  [ "$rc" = 0 ] || die "r$i exited with status $rc after SIGTERM; see $RUN_DIR/r$i.log"
   event "r$i-exited"
   start_replica "r$i"
   # Ready (its own /readyz, what the kubelet probes), then routed to (HAProxy has it UP).

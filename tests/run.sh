@@ -24,8 +24,11 @@ ensure_packages "${NEPTUN_BUILD_PACKAGES[@]}" "${NEPTUN_STORE_PACKAGES[@]}" redi
 # ctest itself needs no network.
 "$ROOT/tests/deploy/check.sh" --prepare
 "$ROOT/tests/docs/check.sh" --prepare
-# The image test (release tree only) needs podman, runc and mmdebstrap.
-case " ${presets[*]} " in *" release "*) "$ROOT/tests/image/check.sh" --prepare ;; esac
+# The image test (release tree only) needs podman, runc and mmdebstrap; the drill (release
+# tree only too) haproxy and redis-sentinel.
+case " ${presets[*]} " in
+  *" release "*) "$ROOT/tests/image/check.sh" --prepare; "$ROOT/bench/drill.sh" --prepare ;;
+esac
 
 WORK=$(mktemp -d /tmp/neptun-tests.XXXXXX)
 chmod 755 "$WORK"

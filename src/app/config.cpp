@@ -267,11 +267,13 @@ const std::vector<setting>& settings() {
          [](const config& c) { return std::string(c.session_cache ? "on" : "off"); },
          bool_setter(&config::session_cache)},
         {"NEPTUN_SESSION_CACHE_ENTRIES", "--session-cache-entries",
-         "sessions cached at most (whole process; least recently used go first)",
+         "sessions cached at most (whole process, split evenly among the I/O threads; least "
+         "recently used go first)",
          [](const config& c) { return std::to_string(c.session_cache_entries); },
          size_setter(&config::session_cache_entries, 1, 100'000'000)},
         {"NEPTUN_SESSION_CACHE_BYTES", "--session-cache-bytes",
-         "memory the cached sessions may take at most (whole process)",
+         "memory the cached sessions may take at most (whole process, split evenly among the "
+         "I/O threads)",
          [](const config& c) { return std::to_string(c.session_cache_bytes); },
          size_setter(&config::session_cache_bytes, 4096, std::size_t(1) << 40)},
         {"NEPTUN_SESSION_CACHE_MAX_AGE_MS", "--session-cache-max-age-ms",

@@ -133,7 +133,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     std::optional<tcp::endpoint> data_endpoint;  // the server the data connection is on
     std::string data_host;                       // its name, for TLS
     std::uint64_t pair_gen = 0;                  // data connections ended so far
-    std::uint64_t tracking_gen = 0;              // invalidation connections ended so far
+    std::uint64_t tracking_gen = 0;              // the newest invalidation connection attempt
     bool tracking_refused = false;               // this data connection's Redis refused tracking
     std::function<void()> close_invalidation;
     asio::steady_timer tracking_retry;
@@ -582,6 +582,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         tracking_refused = false;
         if (cache && cache->usable()) cache->set_usable(false);
         tracking_retry.cancel();
+        ++tracking_gen;  // voids the attempt in progress, and its CLIENT TRACKING reply
+        data_endpoint.reset();
         if (close_invalidation) std::exchange(close_invalidation, nullptr)();
     }
 
@@ -590,12 +592,14 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         backoff wait{opts.backoff_min, opts.backoff_max, 0};
         while (!stopped && gen == pair_gen && !tracking_refused) {
             std::string why;
+            const auto attempt = ++tracking_gen;
+            auto current = [&] { return !stopped && gen == pair_gen && attempt == tracking_gen; };
             try {
                 if (!opts.where.unix_path.empty()) {
                     asio::local::stream_protocol::socket sock(ioc);
                     if (co_await connect_with_deadline(
                             sock, asio::local::stream_protocol::endpoint(opts.where.unix_path)))
-                        co_await invalidations(sock, gen, why);
+                        co_await invalidations(sock, current, why);
                     else
                         why = "connect " + opts.where.unix_path + " failed";
                 } else if (data_endpoint) {
@@ -604,7 +608,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
                         why = "connect " + data_endpoint->address().to_string() + " failed";
                     } else if (!tls) {
                         set_keepalive(sock);
-                        co_await invalidations(sock, gen, why);
+                        co_await invalidations(sock, current, why);
                     } else {
                         set_keepalive(sock);
                         ssl::stream<tcp::socket> stream(std::move(sock), *tls);
@@ -618,7 +622,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
                             co_await (stream.async_handshake(ssl::stream_base::client, use_tuple) ||
                                       limit.async_wait(use_tuple));
                         if (hs.index() == 0 && !std::get<0>(std::get<0>(hs)))
-                            co_await invalidations(stream, gen, why);
+                            co_await invalidations(stream, current, why);
                         else
                             why = "TLS handshake failed";
                     }
@@ -628,9 +632,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
             } catch (...) {
                 why = "internal error: " + describe_current();
             }
+            if (!current()) co_return;  // a newer pair or attempt owns the state now
             close_invalidation = nullptr;
-            ++tracking_gen;
-            if (gen == pair_gen && cache && cache->usable()) {
+            if (cache && cache->usable()) {
                 cache->set_usable(false);
                 log::warn("session_cache_paused", {{"reason", why}});
             }
@@ -652,8 +656,16 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     }
 
     // The invalidation connection, until it ends: AUTH, CLIENT ID, SUBSCRIBE, then pushes.
-    template <typename Stream>
-    asio::awaitable<void> invalidations(Stream& s, std::uint64_t gen, std::string& why) {
+    // `current()` says whether this attempt is still the pair's: a connect or TLS handshake
+    // that finishes after its data connection ended (or after stop()) sends nothing.
+    template <typename Stream, typename Current>
+    asio::awaitable<void> invalidations(Stream& s, const Current& current, std::string& why) {
+        if (!current()) {
+            why = "superseded";
+            co_return;
+        }
+        const auto gen = pair_gen;
+        const auto attempt = tracking_gen;
         close_invalidation = [&s] {
             boost::system::error_code ignored;
             s.lowest_layer().close(ignored);
@@ -681,7 +693,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         std::int64_t id = -1;
         bool subscribed = false;
         const std::string& prefix = opts.tracking_prefix;
-        while (!stopped && gen == pair_gen) {
+        while (current()) {
             ping.expires_after(opts.health_interval);
             auto outcome = co_await (s.async_read_some(asio::buffer(buf), use_tuple) ||
                                      ping.async_wait(use_tuple));
@@ -733,17 +745,19 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
                 }
                 if (!subscribed) {
                     if (r->type == REDIS_REPLY_ERROR) {
+                        // NOPERM: an ACL user without &__redis__:invalidate.
+                        if (error() == "NOPERM") refuse_tracking(error());
                         why = "SUBSCRIBE failed: " + error();
                         co_return;
                     }
                     subscribed = true;
-                    enable_tracking(gen, tracking_gen, id);
+                    enable_tracking(gen, attempt, id);
                     continue;
                 }
                 auto inv = parse_invalidation(*r);
                 if (!inv || !cache) continue;  // a PING's pong
-                if (inv->everything) {
-                    if (cache->usable()) cache->set_usable(true);  // flushed, still tracked
+                if (inv->everything) {         // FLUSHDB/FLUSHALL: flushed, still tracked
+                    cache->flush();
                     continue;
                 }
                 for (auto key : inv->keys)
@@ -786,7 +800,15 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
                 log::info("session_cache_on", {{"mode", "bcast"}});
                 return;
             }
-            if (r.type == reply::kind::error) self->refuse_tracking(r.value);
+            // Refused for good only for NOPERM: "ERR ... redirect ... does not exist" means the
+            // invalidation connection died first, so it is tried again with back-off.
+            if (r.type == reply::kind::error) {
+                if (r.value == "NOPERM")
+                    self->refuse_tracking(r.value);
+                else
+                    log::warn("session_cache_paused",
+                              {{"reason", "CLIENT TRACKING answered " + r.value}});
+            }
             if (self->close_invalidation) std::exchange(self->close_invalidation, nullptr)();
         };
         auto waits =

@@ -1,52 +1,60 @@
 #include "neptun/redis/session_cache.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
+#include <mutex>
+#include <vector>
 
 namespace neptun::redis {
 namespace {
 
-struct totals {
-    std::atomic<std::uint64_t> hits{0}, misses{0}, invalidations{0}, flushes{0};
-    std::atomic<std::int64_t> entries{0}, bytes{0};
-};
-totals& global_totals() {
-    static totals t;
-    return t;
-}
-
 constexpr auto relaxed = std::memory_order_relaxed;
 
-// What one entry costs: its node, its token's heap bytes and its index slot, roughly.
-std::size_t cost_of(const std::string& token) {
-    return sizeof(std::list<int>) + 64 + token.capacity() + 48;
+// The live caches, for /metrics; a cache registers itself for its lifetime.
+std::mutex registry_mutex;
+std::vector<const session_cache*>& registry() {
+    static std::vector<const session_cache*> caches;
+    return caches;
+}
+
+void bump(std::atomic<std::uint64_t>& c, std::int64_t by = 1) {
+    // Only the owning thread writes: a load and a store, no locked instruction.
+    c.store(c.load(relaxed) + static_cast<std::uint64_t>(by), relaxed);
 }
 
 }  // namespace
 
-session_cache::session_cache(session_cache_options opts) : opts_(opts) {}
+session_cache::session_cache(session_cache_options opts) : opts_(opts) {
+    std::lock_guard lock(registry_mutex);
+    registry().push_back(this);
+}
+
+session_cache::~session_cache() {
+    std::lock_guard lock(registry_mutex);
+    std::erase(registry(), this);
+}
 
 void session_cache::set_usable(bool usable) {
-    flush();
+    clear();  // not counted as a flush: nothing Redis said
     usable_ = usable;
 }
 
 std::optional<std::int64_t> session_cache::find(std::string_view token, clock::time_point now) {
     if (!usable_) return std::nullopt;
-    auto& g = global_totals();
     auto it = index_.find(token);
     if (it == index_.end()) {
-        g.misses.fetch_add(1, relaxed);
+        bump(stats_.misses);
         return std::nullopt;
     }
     auto node = it->second;
     if (now >= node->expires) {
         erase(node);
-        g.misses.fetch_add(1, relaxed);
+        bump(stats_.misses);
         return std::nullopt;
     }
     lru_.splice(lru_.begin(), lru_, node);
-    g.hits.fetch_add(1, relaxed);
+    bump(stats_.hits);
     return node->user_id;
 }
 
@@ -72,7 +80,11 @@ bool session_cache::offer(const ticket& t, std::string_view token, std::int64_t 
     if (pttl_ms > 0) expires = std::min(expires, t.sent + std::chrono::milliseconds(pttl_ms));
     if (auto it = index_.find(token); it != index_.end()) erase(it->second);
     std::string copy(token);
-    auto bytes = cost_of(copy);
+    // What the entry costs: its list node (two links and the node), the token's heap bytes
+    // when they are not inline, the index's node and bucket, and malloc's headers.
+    auto bytes = 2 * sizeof(void*) + sizeof(node) +
+                 (copy.capacity() > 15 ? copy.capacity() + 1 : 0) +
+                 sizeof(std::pair<std::string_view, lru_list::iterator>) + 2 * sizeof(void*) + 32;
     if (opts_.max_entries == 0 || bytes > opts_.max_bytes) return false;
     while (!lru_.empty() &&
            (index_.size() >= opts_.max_entries || bytes_ + bytes > opts_.max_bytes))
@@ -80,48 +92,53 @@ bool session_cache::offer(const ticket& t, std::string_view token, std::int64_t 
     lru_.push_front(node{std::move(copy), user_id, expires, bytes});
     index_.emplace(std::string_view(lru_.front().token), lru_.begin());
     bytes_ += bytes;
-    auto& g = global_totals();
-    g.entries.fetch_add(1, relaxed);
-    g.bytes.fetch_add(static_cast<std::int64_t>(bytes), relaxed);
+    stats_.entries.store(index_.size(), relaxed);
+    stats_.bytes.store(bytes_, relaxed);
     return true;
 }
 
 void session_cache::invalidate(std::string_view token) {
-    global_totals().invalidations.fetch_add(1, relaxed);
+    bump(stats_.invalidations);
     ring_[invalidations_ % ring_size] = std::hash<std::string_view>{}(token);
     ++invalidations_;
     if (auto it = index_.find(token); it != index_.end()) erase(it->second);
 }
 
 void session_cache::flush() {
-    auto& g = global_totals();
-    g.flushes.fetch_add(1, relaxed);
-    g.entries.fetch_sub(static_cast<std::int64_t>(index_.size()), relaxed);
-    g.bytes.fetch_sub(static_cast<std::int64_t>(bytes_), relaxed);
+    bump(stats_.flushes);
+    clear();
+}
+
+void session_cache::clear() {
     index_.clear();
     lru_.clear();
     bytes_ = 0;
     ++epoch_;
+    stats_.entries.store(0, relaxed);
+    stats_.bytes.store(0, relaxed);
 }
 
 void session_cache::erase(lru_list::iterator it) {
-    auto& g = global_totals();
-    g.entries.fetch_sub(1, relaxed);
-    g.bytes.fetch_sub(static_cast<std::int64_t>(it->bytes), relaxed);
     bytes_ -= it->bytes;
     index_.erase(std::string_view(it->token));
     lru_.erase(it);
+    stats_.entries.store(index_.size(), relaxed);
+    stats_.bytes.store(bytes_, relaxed);
 }
 
 session_cache_stats session_cache_totals() {
-    auto& g = global_totals();
-    auto non_negative = [](std::int64_t v) { return static_cast<std::uint64_t>(v < 0 ? 0 : v); };
-    return {g.hits.load(relaxed),
-            g.misses.load(relaxed),
-            g.invalidations.load(relaxed),
-            g.flushes.load(relaxed),
-            non_negative(g.entries.load(relaxed)),
-            non_negative(g.bytes.load(relaxed))};
+    session_cache_stats t{};
+    std::lock_guard lock(registry_mutex);
+    for (const auto* c : registry()) {
+        const auto& s = c->stats();
+        t.hits += s.hits.load(relaxed);
+        t.misses += s.misses.load(relaxed);
+        t.invalidations += s.invalidations.load(relaxed);
+        t.flushes += s.flushes.load(relaxed);
+        t.entries += s.entries.load(relaxed);
+        t.bytes += s.bytes.load(relaxed);
+    }
+    return t;
 }
 
 void render_session_cache_metrics(std::string& out) {

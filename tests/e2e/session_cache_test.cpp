@@ -32,6 +32,7 @@ bool await_metric_above(const server_process& srv, const std::string& name, std:
     while (steady::now() < deadline) {
         auto v = cache_metric(srv, name);
         if (v != ~0ull && v > than) return true;
+        std::this_thread::sleep_for(5ms);  // leave the 2 cores to the server between polls
     }
     return false;
 }
@@ -204,8 +205,9 @@ BOOST_AUTO_TEST_CASE(an_invalidation_that_overtakes_the_reply_wins) {
         bool hold = false;
         std::string held;
         int held_to = -1;
-        std::vector<std::thread> threads;
-        std::vector<int> fds;
+        std::thread acceptor;
+        std::vector<std::thread> threads;  // under m
+        std::vector<int> fds;              // under m
         explicit holding_proxy(int upstream_port) : upstream(upstream_port) {
             listen_fd = ::socket(AF_INET, SOCK_STREAM, 0);
             sockaddr_in a{};
@@ -217,13 +219,18 @@ BOOST_AUTO_TEST_CASE(an_invalidation_that_overtakes_the_reply_wins) {
             socklen_t len = sizeof a;
             ::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&a), &len);
             port = ntohs(a.sin_port);
-            threads.emplace_back([this] { accept_loop(); });
+            acceptor = std::thread([this] { accept_loop(); });
         }
         ~holding_proxy() {
             ::shutdown(listen_fd, SHUT_RDWR);
-            threads[0].join();  // the accept loop: no thread or fd is added after it
-            for (int fd : fds) ::shutdown(fd, SHUT_RDWR);
-            for (std::size_t i = 1; i < threads.size(); ++i) threads[i].join();
+            acceptor.join();  // no thread or fd is added after it
+            std::vector<std::thread> pumps;
+            {
+                std::lock_guard l(m);
+                for (int fd : fds) ::shutdown(fd, SHUT_RDWR);
+                pumps.swap(threads);
+            }
+            for (auto& t : pumps) t.join();
             ::close(listen_fd);
             for (int fd : fds) ::close(fd);
         }

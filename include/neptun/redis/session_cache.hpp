@@ -19,6 +19,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -46,6 +47,9 @@ class session_cache {
     };
 
     explicit session_cache(session_cache_options opts);
+    ~session_cache();
+    session_cache(const session_cache&) = delete;
+    session_cache& operator=(const session_cache&) = delete;
 
     bool usable() const { return usable_; }
     // Tracking confirmed on a fresh pair of connections (true), or lost (false): either way
@@ -78,7 +82,20 @@ class session_cache {
     };
     using lru_list = std::list<node>;  // most recently used first
     void erase(lru_list::iterator it);
+    void clear();
     bool voided(const ticket& t, std::size_t token_hash) const;
+
+  public:
+    // This cache's counters: written by its own thread only (no shared cache line on the
+    // hot path), read by /metrics from the admin thread.
+    struct counters {
+        std::atomic<std::uint64_t> hits{0}, misses{0}, invalidations{0}, flushes{0};
+        std::atomic<std::uint64_t> entries{0}, bytes{0};
+    };
+    const counters& stats() const { return stats_; }
+
+  private:
+    counters stats_;
 
     session_cache_options opts_;
     bool usable_ = false;
@@ -94,7 +111,7 @@ class session_cache {
     std::uint64_t invalidations_ = 0;
 };
 
-// Process-wide counters of every thread's cache, for /metrics.
+// The sum over every live cache (one per I/O thread), for /metrics.
 struct session_cache_stats {
     std::uint64_t hits, misses, invalidations, flushes, entries, bytes;
 };

@@ -17,11 +17,9 @@ namespace {
 using clock = session_cache::clock;
 const clock::time_point t0 = clock::time_point{} + 1h;
 
-session_cache usable_cache(session_cache_options o = {}) {
-    session_cache c(o);
-    c.set_usable(true);
-    return c;
-}
+struct usable_cache : session_cache {
+    explicit usable_cache(session_cache_options o = {}) : session_cache(o) { set_usable(true); }
+};
 
 }  // namespace
 
@@ -42,7 +40,7 @@ BOOST_AUTO_TEST_CASE(nothing_is_cached_or_found_until_tracking_is_confirmed) {
 }
 
 BOOST_AUTO_TEST_CASE(an_invalidation_before_the_reply_voids_the_ticket) {
-    auto c = usable_cache();
+    usable_cache c;
     auto t = *c.begin(t0);
     c.invalidate("tok");  // overtook the GET's reply
     BOOST_TEST(!c.offer(t, "tok", 42, 60000));
@@ -54,7 +52,7 @@ BOOST_AUTO_TEST_CASE(an_invalidation_before_the_reply_voids_the_ticket) {
 }
 
 BOOST_AUTO_TEST_CASE(a_flush_or_a_tracking_change_voids_every_open_ticket) {
-    auto c = usable_cache();
+    usable_cache c;
     auto a = *c.begin(t0);
     c.flush();
     BOOST_TEST(!c.offer(a, "tok", 1, 60000));
@@ -64,7 +62,7 @@ BOOST_AUTO_TEST_CASE(a_flush_or_a_tracking_change_voids_every_open_ticket) {
 }
 
 BOOST_AUTO_TEST_CASE(more_invalidations_than_the_ring_holds_void_the_ticket) {
-    auto c = usable_cache();
+    usable_cache c;
     auto t = *c.begin(t0);
     for (int i = 0; i < 1025; ++i) c.invalidate("x" + std::to_string(i));
     BOOST_TEST(!c.offer(t, "tok", 1, 60000));
@@ -74,7 +72,7 @@ BOOST_AUTO_TEST_CASE(more_invalidations_than_the_ring_holds_void_the_ticket) {
 }
 
 BOOST_AUTO_TEST_CASE(an_invalidation_after_caching_removes_the_entry) {
-    auto c = usable_cache();
+    usable_cache c;
     BOOST_REQUIRE(c.offer(*c.begin(t0), "tok", 7, 60000));
     c.invalidate("tok");
     BOOST_TEST(!c.find("tok", t0).has_value());
@@ -85,7 +83,7 @@ BOOST_AUTO_TEST_CASE(an_invalidation_after_caching_removes_the_entry) {
 BOOST_AUTO_TEST_CASE(the_ttl_counts_from_the_get_and_the_max_age_caps_it) {
     session_cache_options o;
     o.max_age = 10s;
-    auto c = usable_cache(o);
+    usable_cache c(o);
     BOOST_REQUIRE(c.offer(*c.begin(t0), "short", 1, 500));  // PTTL 500 ms
     BOOST_TEST(c.find("short", t0 + 499ms).has_value());
     BOOST_TEST(!c.find("short", t0 + 500ms).has_value());
@@ -101,7 +99,7 @@ BOOST_AUTO_TEST_CASE(the_ttl_counts_from_the_get_and_the_max_age_caps_it) {
 BOOST_AUTO_TEST_CASE(entries_and_bytes_are_bounded_least_recently_used_first) {
     session_cache_options o;
     o.max_entries = 2;
-    auto c = usable_cache(o);
+    usable_cache c(o);
     BOOST_REQUIRE(c.offer(*c.begin(t0), "a", 1, 60000));
     BOOST_REQUIRE(c.offer(*c.begin(t0), "b", 2, 60000));
     BOOST_REQUIRE(c.find("a", t0).has_value());  // a is now the most recent
@@ -113,7 +111,7 @@ BOOST_AUTO_TEST_CASE(entries_and_bytes_are_bounded_least_recently_used_first) {
 
     session_cache_options small;
     small.max_bytes = 500;
-    auto d = usable_cache(small);
+    usable_cache d(small);
     std::string big(300, 'x');
     BOOST_REQUIRE(d.offer(*d.begin(t0), big, 1, 60000));
     BOOST_TEST(d.bytes() <= 500u);
@@ -124,7 +122,7 @@ BOOST_AUTO_TEST_CASE(entries_and_bytes_are_bounded_least_recently_used_first) {
 }
 
 BOOST_AUTO_TEST_CASE(an_offer_for_a_cached_token_replaces_it) {
-    auto c = usable_cache();
+    usable_cache c;
     BOOST_REQUIRE(c.offer(*c.begin(t0), "tok", 1, 60000));
     BOOST_REQUIRE(c.offer(*c.begin(t0), "tok", 2, 60000));
     BOOST_TEST(c.entries() == 1u);

@@ -1,6 +1,9 @@
+// The pool's I/O driver: libpq sockets on Asio, timers and metrics. What it decides comes
+// from pure pieces with their own unit tests: the connection's pipeline state machine
+// (pipeline.hpp: which job a result belongs to, recycling, a failed batch's retry rules,
+// the watchdog's start), the batcher and the pins (batcher.hpp, key_pins.hpp), and the
+// connector's host lists and back-off (connector.hpp).
 #include "neptun/pg/pool.hpp"
-
-#include "neptun/pg/key_pins.hpp"
 
 #include <fcntl.h>
 #include <libpq-fe.h>
@@ -13,119 +16,25 @@
 
 #include "neptun/net/log.hpp"
 #include "neptun/net/metrics.hpp"
+#include "neptun/pg/batcher.hpp"
+#include "neptun/pg/connector.hpp"
+#include "neptun/pg/key_pins.hpp"
+#include "neptun/pg/pipeline.hpp"
 
 namespace neptun::pg {
 
 namespace log = net::log;
 
-int4_buffer::int4_buffer(std::int32_t v) {
-    auto u = static_cast<std::uint32_t>(v);
-    bytes[0] = static_cast<unsigned char>(u >> 24);
-    bytes[1] = static_cast<unsigned char>(u >> 16);
-    bytes[2] = static_cast<unsigned char>(u >> 8);
-    bytes[3] = static_cast<unsigned char>(u);
-}
-
-result::result(kind k, std::string sqlstate, std::string message)
-    : kind_(k), sqlstate_(std::move(sqlstate)), message_(std::move(message)) {}
-result::result(result&& o) noexcept
-    : kind_(o.kind_),
-      sqlstate_(std::move(o.sqlstate_)),
-      message_(std::move(o.message_)),
-      res_(std::exchange(o.res_, nullptr)) {}
-result& result::operator=(result&& o) noexcept {
-    if (this != &o) {
-        if (res_) PQclear(res_);
-        kind_ = o.kind_;
-        sqlstate_ = std::move(o.sqlstate_);
-        message_ = std::move(o.message_);
-        res_ = std::exchange(o.res_, nullptr);
-    }
-    return *this;
-}
-result::~result() {
-    if (res_) PQclear(res_);
-}
-int result::rows() const {
-    return res_ ? PQntuples(res_) : 0;
-}
-std::string_view result::get(int row, int col) const {
-    return {PQgetvalue(res_, row, col), static_cast<std::size_t>(PQgetlength(res_, row, col))};
-}
-bool result::is_null(int row, int col) const {
-    return PQgetisnull(res_, row, col) != 0;
-}
-void result::adopt(pg_result* r) {
-    if (res_) PQclear(res_);
-    res_ = r;
-}
-
 namespace {
-
-// SQLSTATEs after which the session itself can no longer serve us, whatever we send next:
-// the connection is closed (what was in flight on it gets 503) and a new one is opened.
-//   25006 read_only_sql_transaction: the server went read-only (a demoted primary, or
-//         default_transaction_read_only); a new connection with target_session_attrs
-//         finds the writable one.
-//   0A000 "cached plan must not change result type": DDL changed a table under a prepared
-//         statement; the plan fails the same way on every execution until re-prepared.
-//   26000 invalid_sql_statement_name: a prepared statement of ours is gone (DISCARD ALL or
-//         DEALLOCATE by a pooler in between, a server-side connection swapped).
-//   25001, 25P02: a transaction left open or aborted on the session, which one Sync per
-//         request never does itself (a pooler that mixed sessions).
-//   57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 57P04
-//         database_dropped, and class 08 (connection exceptions).
-bool recycles_session(std::string_view sqlstate, std::string_view message) {
-    if (sqlstate == "0A000") return message.find("cached plan") != std::string_view::npos;
-    return sqlstate == "25006" || sqlstate == "26000" || sqlstate == "25001" ||
-           sqlstate == "25P02" || sqlstate == "57P01" || sqlstate == "57P02" ||
-           sqlstate == "57P03" || sqlstate == "57P04" || sqlstate.starts_with("08");
-}
-
-// SQLSTATE classes that mean "the database cannot serve us right now", not "we sent
-// something wrong": connection exceptions, operator intervention (including a statement
-// timeout), insufficient resources, system errors, serialization failures and deadlocks,
-// and a read-only transaction (a failover in progress).
-bool is_outage(std::string_view sqlstate, std::string_view message) {
-    if (sqlstate.size() != 5) return true;  // libpq's own errors carry no SQLSTATE
-    auto cls = sqlstate.substr(0, 2);
-    return cls == "08" || cls == "57" || cls == "53" || cls == "58" || cls == "40" || cls == "XX" ||
-           recycles_session(sqlstate, message);
-}
 
 void ignore_notice(void*, const char* message) {
     log::debug("pg_notice", {{"message", std::string_view(message)}});
 }
 
-bool is_ip_literal(const std::string& host) {
-    boost::system::error_code ec;
-    asio::ip::make_address(host, ec);
-    return !ec;
+std::string_view error_field(const PGresult* r, int field) {
+    const char* v = PQresultErrorField(r, field);
+    return v ? v : "";
 }
-
-struct job {
-    std::size_t stmt = 0;
-    std::span<const param> params;
-    clock::time_point deadline;  // the caller gives up then
-    clock::time_point queued;
-    clock::time_point sent;
-    net::completion<result> handler;  // empty once answered
-    result res;
-    bool got_result = false;
-    bool setup = false;        // the per-connection setup: SET and PREPAREs
-    bool later_write = false;  // a batch part whose key has a later write in flight
-    std::int64_t key = 0;
-    std::vector<std::unique_ptr<job>> parts;  // a batch: its statements, then one Sync
-    std::size_t results = 0;                  // results seen so far (batches)
-
-    // Someone still waits for this job (or for one of its parts).
-    bool waited_for() const {
-        if (handler) return true;
-        for (const auto& p : parts)
-            if (p->handler) return true;
-        return false;
-    }
-};
 
 }  // namespace
 
@@ -141,33 +50,29 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         std::uint64_t gen = 0;
         unsigned index = 0;  // in conns, as key_pins names it
         bool reading = false, writing = false, flush_posted = false;
-        // When the front of the pipeline last started or made progress (a result came
-        // back): what the watchdog measures from.
-        clock::time_point front_since;
-        std::string recycle;  // why the session is unusable: closed once drained
-        // Recycling: takes no new work; what is already in its pipeline runs to its real
-        // outcome (the server runs it anyway), then the connection closes.
-        bool draining = false;
         PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
-        std::deque<std::unique_ptr<job>> inflight;
-        unsigned users = 0;  // in-flight jobs that are requests (not setup)
+        pipeline jobs;  // what was sent on this connection, front first
         unsigned attempt = 0;
         bool ever_ready = false;
         clock::time_point connect_deadline;
         asio::steady_timer retry;
-        // The host, hostaddr and port lists given to libpq, resolved off the I/O thread.
-        std::string host_list, hostaddr_list, port_list;
-        unsigned entries = 0;
+        host_lists lists;  // given to libpq, resolved off the I/O thread
+
+        // Takes new work: ready, not draining for a recycle, pipeline not full.
+        bool open_for(unsigned depth) const {
+            return st == state::ready && !jobs.draining() && jobs.users() < depth;
+        }
     };
 
     impl(asio::io_context& io, options o, std::vector<statement> s)
         : ioc(io),
           opts(std::move(o)),
           statements(std::move(s)),
+          target_hosts(parse_connect_target(opts.conninfo)),
+          collector(opts.max_batch),
           tick_timer(io),
           resolver(io),
           rng(std::random_device{}()) {
-        parse_hosts();
         for (unsigned i = 0; i < std::max(1u, opts.size); ++i) {
             conns.push_back(std::make_unique<conn>(io));
             conns.back()->index = i;
@@ -183,9 +88,12 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     asio::io_context& ioc;
     options opts;
     std::vector<statement> statements;
+    connect_target target_hosts;
     std::vector<std::unique_ptr<conn>> conns;
     std::deque<std::unique_ptr<job>> waiting;
-    key_pins pins;  // key -> the connection with its in-flight writes
+    key_pins pins;      // key -> the connection with its in-flight writes
+    batcher collector;  // batchable writes of this turn of the event loop
+    bool collect_posted = false;
     asio::steady_timer tick_timer;
     asio::ip::tcp::resolver resolver;
     std::mt19937 rng;
@@ -200,61 +108,11 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         schedule_tick();
     }
 
-    // libpq resolves host names with a blocking getaddrinfo(); resolve every host of the
-    // (possibly multi-host) conninfo with Asio instead, off the I/O thread, and hand libpq
-    // the addresses as a hostaddr list. `host` stays as given, one entry per address, so
-    // that TLS verify-full still checks the server's name; IP literals and socket
-    // directories need no lookup. A host that does not resolve is left out; libpq tries
-    // the remaining entries in order (and target_session_attrs picks among them).
-    struct connect_target {
-        std::vector<std::string> hosts, ports;
-        bool pass_through = false;  // hostaddr given, or no host: libpq does no lookup
-    };
-    connect_target target_hosts;
-
-    static std::vector<std::string> split(const std::string& s) {
-        std::vector<std::string> out;
-        std::size_t from = 0;
-        while (true) {
-            auto comma = s.find(',', from);
-            out.push_back(s.substr(from, comma == std::string::npos ? comma : comma - from));
-            if (comma == std::string::npos) break;
-            from = comma + 1;
-        }
-        return out;
-    }
-
-    void parse_hosts() {
-        PQconninfoOption* parsed = PQconninfoParse(opts.conninfo.c_str(), nullptr);
-        std::string host, hostaddr, port;
-        for (auto* o = parsed; o && o->keyword; ++o) {
-            if (!o->val) continue;
-            std::string_view k = o->keyword;
-            if (k == "host")
-                host = o->val;
-            else if (k == "hostaddr")
-                hostaddr = o->val;
-            else if (k == "port")
-                port = o->val;
-        }
-        if (parsed) PQconninfoFree(parsed);
-        target_hosts.pass_through = !hostaddr.empty() || host.empty();
-        if (target_hosts.pass_through) return;
-        target_hosts.hosts = split(host);
-        auto ports = split(port);
-        for (std::size_t i = 0; i < target_hosts.hosts.size(); ++i)
-            target_hosts.ports.push_back(ports.size() == 1  ? ports[0]
-                                         : i < ports.size() ? ports[i]
-                                                            : std::string());
-    }
-
     void begin_connect(conn& c) {
         if (stopped) return;
         c.st = state::resolving;
         c.connect_deadline = clock::now() + opts.connect_timeout;
-        c.host_list.clear();
-        c.hostaddr_list.clear();
-        c.port_list.clear();
+        c.lists.clear();
         if (target_hosts.pass_through) {
             open(c);
             return;
@@ -262,34 +120,19 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         resolve_next(c, 0);
     }
 
-    void add_entry(conn& c, const std::string& host, const std::string& addr,
-                   const std::string& port) {
-        if (c.entries > 0) {
-            c.host_list += ',';
-            c.hostaddr_list += ',';
-            c.port_list += ',';
-        }
-        c.host_list += host;
-        c.hostaddr_list += addr;
-        c.port_list += port;
-        ++c.entries;
-    }
-
+    // Hosts in order; a host that does not resolve is left out, libpq tries the remaining
+    // entries in order (and target_session_attrs picks among them).
     void resolve_next(conn& c, std::size_t i) {
-        if (i == 0) c.entries = 0;
+        if (i == 0) c.lists.clear();
         const auto& hosts = target_hosts.hosts;
-        // Literals and socket directories need no lookup.
         for (; i < hosts.size(); ++i) {
             const auto& h = hosts[i];
-            if (h.empty() || h.front() == '/' || h.front() == '@')
-                add_entry(c, h, "", target_hosts.ports[i]);
-            else if (is_ip_literal(h))
-                add_entry(c, h, h, target_hosts.ports[i]);
-            else
-                break;
+            auto kind = classify_host(h);
+            if (kind == host_kind::name) break;
+            c.lists.add(h, kind == host_kind::literal ? h : "", target_hosts.ports[i]);
         }
         if (i == hosts.size()) {
-            if (c.entries == 0) {
+            if (c.lists.entries == 0) {
                 broken(c, "cannot resolve any database host");
                 return;
             }
@@ -310,8 +153,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                     int n = 0;
                     for (const auto& e : r) {
                         if (n++ == 4) break;  // enough addresses of one host
-                        self->add_entry(c, th.hosts[i], e.endpoint().address().to_string(),
-                                        th.ports[i]);
+                        c.lists.add(th.hosts[i], e.endpoint().address().to_string(), th.ports[i]);
                     }
                 }
                 self->resolve_next(c, i + 1);
@@ -325,7 +167,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         if (!target_hosts.pass_through) {
             keys.insert(keys.end(), {"host", "hostaddr", "port"});
             vals.insert(vals.end(),
-                        {c.host_list.c_str(), c.hostaddr_list.c_str(), c.port_list.c_str()});
+                        {c.lists.host.c_str(), c.lists.hostaddr.c_str(), c.lists.port.c_str()});
         }
         keys.push_back(nullptr);
         vals.push_back(nullptr);
@@ -415,10 +257,8 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             broken(c, PQerrorMessage(c.pg));
             return;
         }
-        c.recycle.clear();
-        c.draining = false;
-        c.front_since = clock::now();
-        c.inflight.push_back(std::move(setup));
+        c.jobs.reset();
+        c.jobs.push(std::move(setup), clock::now());
         flush(c);
         arm_read(c);
     }
@@ -467,52 +307,57 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         });
     }
 
+    // Feeds libpq's results to the connection's pipeline state machine and carries out
+    // what it decides.
     void on_readable(conn& c) {
         if (PQconsumeInput(c.pg) == 0) {
             broken(c, PQerrorMessage(c.pg));
             return;
         }
         int nulls = 0;
-        while (!c.inflight.empty() && !PQisBusy(c.pg)) {
+        while (!c.jobs.empty() && !PQisBusy(c.pg)) {
             PGresult* r = PQgetResult(c.pg);
             if (!r) {
                 if (++nulls > 1) break;  // nothing more until more input arrives
                 continue;
             }
             nulls = 0;
-            auto status = PQresultStatus(r);
-            auto& j = *c.inflight.front();
-            c.front_since = clock::now();  // progress: the watchdog starts over
-            if (status == PGRES_PIPELINE_SYNC) {
-                PQclear(r);
-                auto done = std::move(c.inflight.front());
-                c.inflight.pop_front();
-                if (!done->setup) --c.users;
-                unpin(*done);
-                if (!c.recycle.empty() && !done->setup && !c.draining) {
+            auto now = clock::now();
+            switch (PQresultStatus(r)) {
+                case PGRES_PIPELINE_SYNC: {
+                    PQclear(r);
+                    auto done = c.jobs.on_sync(now);
+                    unpin(*done.done);
                     // This job's transaction failed (nothing of it committed) with an error
-                    // that says the session is unusable. What is behind it in the pipeline
-                    // the server will still run and may commit, so it is not answered 503
-                    // here (a retry could then be overwritten by it): the connection takes
-                    // no new work, its pipeline runs out with real outcomes, then it closes.
-                    log::warn("pg_recycled", {{"reason", c.recycle}});
-                    c.draining = true;
+                    // that says the session is unusable: see pipeline::completed.
+                    if (done.began_draining)
+                        log::warn("pg_recycled", {{"reason", c.jobs.recycle_reason()}});
+                    finished(c, std::move(done.done));
+                    if (c.st == state::down) return;  // the setup failed: the connection is gone
+                    if (c.jobs.drained()) {
+                        broken(c, c.jobs.recycle_reason());
+                        return;
+                    }
+                    continue;
                 }
-                finished(c, std::move(done));
-                if (c.st == state::down) return;  // the setup failed and the connection is gone
-                if (c.draining && c.inflight.empty()) {
-                    broken(c, c.recycle);
-                    return;
+                case PGRES_FATAL_ERROR: {
+                    auto sqlstate = error_field(r, PG_DIAG_SQLSTATE);
+                    auto e = classify_error(sqlstate, error_field(r, PG_DIAG_SOURCE_FILE));
+                    c.jobs.on_error(result(e.kind, std::string(sqlstate), PQresultErrorMessage(r)),
+                                    e, now);
+                    PQclear(r);
+                    continue;
                 }
-                continue;
+                case PGRES_PIPELINE_ABORTED:
+                    PQclear(r);
+                    c.jobs.on_aborted(now);
+                    continue;
+                default: {
+                    result ok(result::kind::ok);
+                    ok.adopt(r);
+                    c.jobs.on_rows(std::move(ok), now);
+                }
             }
-            // A batch's results come in order, one per part.
-            job* target = &j;
-            if (!j.parts.empty()) {
-                auto index = j.results++;
-                if (index < j.parts.size()) target = j.parts[index].get();
-            }
-            record(c, *target, status, r);
         }
         if (PQstatus(c.pg) == CONNECTION_BAD) {
             broken(c, PQerrorMessage(c.pg));
@@ -521,55 +366,15 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         arm_read(c);
     }
 
-    static void record(conn& c, job& j, ExecStatusType status, PGresult* r) {
-        if (status == PGRES_FATAL_ERROR) {
-            const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-            std::string_view sqlstate = state ? state : "";
-            std::string_view message = PQresultErrorMessage(r);
-            if (c.recycle.empty() && recycles_session(sqlstate, message))
-                c.recycle = "session unusable (SQLSTATE " + std::string(sqlstate) + ")";
-            if (!j.got_result || j.res.outcome() == result::kind::ok) {
-                j.res = result(is_outage(sqlstate, message) ? result::kind::unavailable
-                                                            : result::kind::sql_error,
-                               std::string(sqlstate), std::string(message));
-                j.got_result = true;
-            }
-            PQclear(r);
-        } else if (status == PGRES_PIPELINE_ABORTED) {
-            if (!j.got_result) {
-                j.res = result(result::kind::unavailable, "", "pipeline aborted");
-                j.got_result = true;
-            }
-            PQclear(r);
-        } else if (!j.got_result) {
-            j.res = result(result::kind::ok);
-            j.res.adopt(r);
-            j.got_result = true;
-        } else {
-            PQclear(r);
-        }
-    }
-
-    static bool succeeded(const job& j) {
-        return j.got_result && j.res.outcome() == result::kind::ok;
-    }
-
     // A batch came back: all committed, or nothing of it did (one implicit transaction).
-    // Then each part gets its own outcome, in key order, on the same connection, at the
-    // front of it (before anything still waiting), so that one bad statement or a lock
-    // conflict with someone else's transaction fails nobody else:
-    //  - a part whose own statement failed with an outage (a statement timeout on a lock, a
-    //    deadlock, a serialization failure) is answered 503: retrying would only wait again;
-    //  - a part whose key has a later write in flight already (sent behind the batch on this
-    //    connection) is answered 503 too: sent again now, it would commit after that later
-    //    write and overwrite it;
-    //  - every other part is sent again alone.
+    // Then each part gets its own outcome (settle_batch), in key order, on the same
+    // connection, at the front of it (before anything still waiting), so that one bad
+    // statement or a lock conflict with someone else's transaction fails nobody else.
     void batch_finished(conn& c, std::unique_ptr<job> b) {
-        // A result for the batch itself can only be an error at commit time.
-        bool ok = !b->got_result || b->res.outcome() == result::kind::ok;
-        for (auto& p : b->parts) ok = ok && succeeded(*p);
         auto& m = net::global_metrics();
-        if (ok) {
+        // Decided for all parts first: the resends below pin their keys again.
+        auto fates = settle_batch(*b, pins);
+        if (batch_committed(*b)) {
             m.pg_batches.fetch_add(1, std::memory_order_relaxed);
             m.pg_batched_statements.fetch_add(b->parts.size(), std::memory_order_relaxed);
             for (auto& p : b->parts) {
@@ -585,26 +390,29 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                 break;
             }
         }
-        // Decided for all parts first: the retries below pin their keys again.
-        for (auto& p : b->parts)
-            p->later_write = p->key != 0 && pins.find(p->key) != key_pins::none;
-        for (auto& p : b->parts) {
-            if (!p->handler) continue;
-            bool own_outage = p->got_result && p->res.outcome() == result::kind::unavailable &&
-                              !p->res.sqlstate().empty();
-            if (own_outage || p->later_write) {
-                m.pg_errors.fetch_add(1, std::memory_order_relaxed);
-                answer(*p, own_outage ? std::move(p->res)
-                                      : result(result::kind::unavailable, "",
-                                               "batch rolled back behind a later write"));
-                continue;
+        for (std::size_t i = 0; i < b->parts.size(); ++i) {
+            auto& p = b->parts[i];
+            switch (fates[i]) {
+                case part_fate::answer:
+                case part_fate::abandoned:
+                    break;
+                case part_fate::own_outage:
+                    m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+                    answer(*p, std::move(p->res));
+                    break;
+                case part_fate::later_write:
+                    m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+                    answer(*p, result(result::kind::unavailable, "",
+                                      "batch rolled back behind a later write"));
+                    break;
+                case part_fate::resend:
+                    p->got_result = false;
+                    p->res = result();
+                    if (c.st == state::ready)
+                        send(c, std::move(p));
+                    else
+                        answer(*p, result(result::kind::unavailable, "", "connection lost"));
             }
-            p->got_result = false;
-            p->res = result();
-            if (c.st == state::ready)
-                send(c, std::move(p));
-            else
-                answer(*p, result(result::kind::unavailable, "", "connection lost"));
         }
     }
 
@@ -672,13 +480,11 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         c.st = state::down;
         c.flush_posted = false;
         auto& m = net::global_metrics();
-        for (auto& j : c.inflight) {
+        for (auto& j : c.jobs.take_all()) {
             if (j->waited_for()) m.pg_errors.fetch_add(1, std::memory_order_relaxed);
             answer_all(*j, result::kind::unavailable, why);
             unpin(*j);  // lost with the connection: these writes can no longer commit
         }
-        c.inflight.clear();
-        c.users = 0;
         if (was_ready && --ready_count == 0) {
             if (!marked_down) {
                 marked_down = true;
@@ -697,10 +503,9 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                 if (!self->stopped) self->pump();
             });
         if (was_ready || c.attempt == 0) log::warn("pg_down", {{"reason", why}});
-        auto base = std::min<std::int64_t>(opts.backoff_max.count(),
-                                           opts.backoff_min.count() << std::min(c.attempt, 16u));
+        auto ceiling = backoff_ceiling(c.attempt, opts.backoff_min, opts.backoff_max).count();
         ++c.attempt;
-        std::uniform_int_distribution<std::int64_t> jitter(base / 2, base);
+        std::uniform_int_distribution<std::int64_t> jitter(ceiling / 2, ceiling);
         c.retry.expires_after(std::chrono::milliseconds(jitter(rng)));
         c.retry.async_wait([self = shared_from_this(), &c](auto ec) {
             if (!ec && !self->stopped && c.st == state::down) self->begin_connect(c);
@@ -711,8 +516,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     conn* least_loaded() {
         conn* best = nullptr;
         for (auto& c : conns)
-            if (c->st == state::ready && !c->draining && c->users < opts.pipeline_depth &&
-                (!best || c->users < best->users))
+            if (c->open_for(opts.pipeline_depth) && (!best || c->jobs.users() < best->jobs.users()))
                 best = c.get();
         return best;
     }
@@ -736,43 +540,15 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             if (p->key != 0) pins.unpin(p->key);
     }
 
-    // The connection that a job's keys are pinned to: key_pins::none when none is, and
-    // `conflict` when they are on two connections (the job waits until one drains).
-    static constexpr unsigned conflict = key_pins::none - 1;
-    unsigned pinned_to(const job& j) const {
-        unsigned to = key_pins::none;
-        auto check = [&](std::int64_t k) {
-            if (k == 0) return true;
-            auto at = pins.find(k);
-            if (at == key_pins::none || at == to) return true;
-            if (to == key_pins::none) {
-                to = at;
-                return true;
-            }
-            return false;
-        };
-        if (j.parts.empty()) {
-            check(j.key);
-            return to;
-        }
-        for (const auto& p : j.parts)
-            if (!check(p->key)) return conflict;
-        return to;
-    }
-
     // Where a job may go now: the connection its keys are pinned to (if it has room), else
     // the least loaded one; nullptr: it must wait.
     conn* target(const job& j) {
-        auto to = pinned_to(j);
+        auto to = pinned_to(j, pins);
         if (to == key_pins::none) return least_loaded();
-        if (to == conflict) return nullptr;
+        if (to == pin_conflict) return nullptr;
         auto& c = *conns[to];
-        return c.st == state::ready && !c.draining && c.users < opts.pipeline_depth ? &c : nullptr;
+        return c.open_for(opts.pipeline_depth) ? &c : nullptr;
     }
-
-    std::vector<std::unique_ptr<job>> collecting;
-    std::vector<std::unique_ptr<job>> group;  // flush_collected's scratch (keeps its capacity)
-    bool collect_posted = false;
 
     void submit(std::unique_ptr<job> j) {
         if (stopped || ready_count == 0) {
@@ -782,7 +558,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         }
         if (opts.batch && statements[j->stmt].batchable) {
             // Writes that arrive in the same turn of the event loop leave together.
-            collecting.push_back(std::move(j));
+            collector.add(std::move(j));
             if (!collect_posted) {
                 collect_posted = true;
                 asio::post(ioc, [self = shared_from_this()] { self->flush_collected(); });
@@ -794,44 +570,8 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
 
     void flush_collected() {
         collect_posted = false;
-        auto jobs = std::move(collecting);
-        collecting.clear();
-        std::stable_sort(jobs.begin(), jobs.end(),
-                         [](const auto& a, const auto& b) { return a->key < b->key; });
-        // Split by the connection each key is pinned to (those with nothing in flight form
-        // one more group), so that a batch never needs two connections; then chunks of
-        // max_batch, never splitting one key's statements.
-        for (unsigned to = 0; to <= conns.size(); ++to) {
-            unsigned want = to == conns.size() ? key_pins::none : to;
-            group.clear();
-            for (auto& j : jobs)
-                if (j && pins.find(j->key) == want) group.push_back(std::move(j));
-            batch_and_dispatch(group);
-        }
-        group.clear();
-        // The vector's buffer goes back to `collecting` for the next turn.
-        jobs.clear();
-        if (collecting.empty()) collecting.swap(jobs);
-    }
-
-    void batch_and_dispatch(std::vector<std::unique_ptr<job>>& jobs) {
-        for (std::size_t i = 0; i < jobs.size();) {
-            auto end = std::min(jobs.size(), i + opts.max_batch);
-            while (end < jobs.size() && jobs[end]->key == jobs[end - 1]->key) ++end;
-            if (end - i == 1) {
-                dispatch(std::move(jobs[i]));
-                i = end;
-                continue;
-            }
-            auto b = std::make_unique<job>();
-            b->deadline = clock::time_point::max();
-            b->parts.reserve(end - i);
-            for (; i < end; ++i) {
-                b->deadline = std::min(b->deadline, jobs[i]->deadline);
-                b->parts.push_back(std::move(jobs[i]));
-            }
-            dispatch(std::move(b));
-        }
+        for (auto& j : collector.cut(pins, static_cast<unsigned>(conns.size())))
+            dispatch(std::move(j));
     }
 
     void dispatch(std::unique_ptr<job> j) {
@@ -905,10 +645,8 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             return;
         }
         j->sent = clock::now();
-        ++c.users;
         pin(c, *j);
-        if (c.inflight.empty()) c.front_since = j->sent;
-        c.inflight.push_back(std::move(j));
+        c.jobs.push(std::move(j), clock::now());
         schedule_flush(c);
     }
 
@@ -946,14 +684,12 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                 broken(c, "connect timeout");
                 continue;
             }
-            if (c.st != state::ready && !(c.st == state::connecting && !c.inflight.empty()))
-                continue;
+            if (c.st != state::ready && !(c.st == state::connecting && !c.jobs.empty())) continue;
             // What was sent is answered only once its outcome is known (its Sync came back or
             // the connection is gone), never at its deadline: a 503 while it could still
             // commit would let a retry on another connection be overwritten by it. The
             // server's statement_timeout (below the handler timeout) bounds the wait.
-            if (!c.inflight.empty() && now > c.front_since + grace)
-                broken(c, "no answer within the statement timeout");
+            if (c.jobs.stalled(now, grace)) broken(c, "no answer within the statement timeout");
         }
     }
 
@@ -962,7 +698,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         std::int64_t in_use = 0, idle = 0;
         for (auto& c : conns) {
             if (c->st != state::ready) continue;
-            if (c->users > 0)
+            if (c->jobs.users() > 0)
                 ++in_use;
             else
                 ++idle;
@@ -997,9 +733,8 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         }
         for (auto& j : waiting) answer_all(*j, result::kind::unavailable, "pool stopped");
         waiting.clear();
-        for (auto& j : collecting)
+        for (auto& j : collector.take_all())
             answer(*j, result(result::kind::unavailable, "", "pool stopped"));
-        collecting.clear();
         publish_waiting();
     }
 };

@@ -3,7 +3,9 @@
 // row lock; it is answered 503; the client's retry v2 commits and is answered 200; then
 // the lock goes away. The row must hold v2, i.e. v1 was answered 503 only once it could no
 // longer commit.
+#include <algorithm>
 #include <thread>
+#include <vector>
 
 #include "e2e/common.hpp"
 
@@ -77,6 +79,61 @@ BOOST_AUTO_TEST_CASE(a_503_write_never_overwrites_the_acknowledged_retry) {
         "0"));
     BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
                             std::to_string(a.project_id)) == "v2");
+}
+
+BOOST_AUTO_TEST_CASE(one_projects_concurrent_writes_never_run_on_two_connections) {
+    // Four connections, one thread, no batching: without pins, each PATCH to A would take an
+    // idle connection of its own and wait on A's row there.
+    server_process srv(base_env(
+        {{"NEPTUN_THREADS", "1"}, {"NEPTUN_PG_POOL_SIZE", "4"}, {"NEPTUN_PG_BATCH", "off"}}));
+    BOOST_REQUIRE(srv.wait_ready());
+    BOOST_REQUIRE(psql_becomes(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'neptun-api' AND "
+        "datname = 'neptun'",
+        "4"));
+    auto a = seed_user(), b = seed_user();
+    auto lock_a = hold_row_lock(a.project_id, 2.5);
+    std::vector<std::optional<http_response>> writes(3);
+    std::vector<std::thread> threads;
+    threads.emplace_back([&] {
+        writes[0] = http_request(srv.port, "PATCH", a.path(), json_auth(a), R"({"name":"a1"})");
+    });
+    BOOST_REQUIRE(psql_becomes(our_lock_waits, "1"));
+    for (int i = 1; i < 3; ++i)
+        threads.emplace_back([&, i] {
+            writes[i] = http_request(srv.port, "PATCH", a.path(), json_auth(a),
+                                     R"({"name":"a)" + std::to_string(i + 1) + R"("})");
+        });
+    // Another project's write commits while A's are held up.
+    auto other = http_request(srv.port, "PATCH", b.path(), json_auth(b), R"({"name":"b1"})");
+    BOOST_REQUIRE(other);
+    BOOST_TEST(other->status == 200);
+    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
+                            std::to_string(b.project_id)) == "b1");
+    BOOST_TEST(lock_a->running());
+    // While the lock is held, exactly one of our backends waits on a lock (A's row); the
+    // other writes of A wait behind it on the same connection, not on backends of their own.
+    const std::string waiting_backends =
+        "SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid "
+        "WHERE NOT l.granted AND s.application_name = 'neptun-api'";
+    int samples = 0, most = 0;
+    auto until = std::chrono::steady_clock::now() + 1s;
+    while (std::chrono::steady_clock::now() < until && lock_a->running()) {
+        most = std::max(most, std::stoi(stores::psql(waiting_backends, "postgres")));
+        ++samples;
+    }
+    BOOST_TEST(samples > 0);
+    BOOST_TEST(most == 1);
+    BOOST_TEST(lock_a->wait_exit(10s) == 0);
+    for (auto& t : threads) t.join();
+    for (auto& w : writes) {
+        BOOST_REQUIRE(w);
+        BOOST_TEST(w->status == 200);
+    }
+    // a1 ran first; a2 and a3 after it, in their order of arrival.
+    auto name = stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
+                             std::to_string(a.project_id));
+    BOOST_TEST((name == "a2" || name == "a3"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

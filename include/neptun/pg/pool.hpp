@@ -30,8 +30,21 @@
 //
 // Some errors mean the session itself is unusable (read-only server, a plan invalidated by
 // DDL, a prepared statement gone, an admin shutdown; the list is recycles_session() in
-// pool.cpp and docs/operations.md): the connection is closed after that job's Sync, what
-// was in flight on it gets 503, and a new connection is opened.
+// pipeline.cpp and docs/operations.md): the connection takes no new work, what is already
+// in its pipeline runs to its real outcome, then it closes and a new one is opened.
+//
+// Structure (Boost.MySQL's split: sans-io state machines under a thin I/O driver):
+//  - result.hpp: parameters and results;
+//  - connector.hpp: the host/hostaddr/port lists handed to libpq, which hosts need an
+//    Asio lookup, the back-off between attempts;
+//  - pipeline.hpp: one connection's FIFO of sent jobs; it turns libpq's results
+//    (rows, error, PGRES_PIPELINE_ABORTED, PGRES_PIPELINE_SYNC) into completed jobs,
+//    decides recycling and the watchdog's start, and settles a failed batch's parts;
+//  - batcher.hpp and key_pins.hpp: where a job may go, and how one turn's writes are cut
+//    into batches;
+//  - pool.cpp: the I/O driver (sockets, resolve and PQconnectPoll on Asio, timers) and the
+//    pool itself (dispatch, the wait queue, deadlines, gauges).
+// All but pool.cpp are pure and unit-tested without a server (tests/unit/pg/).
 #pragma once
 
 #include <array>
@@ -48,13 +61,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include "neptun/net/completion.hpp"
-
-struct pg_result;
+#include "neptun/pg/result.hpp"
 
 namespace neptun::pg {
 
 namespace asio = boost::asio;
-using clock = std::chrono::steady_clock;
 
 struct statement {
     std::string name;  // prepared statement name
@@ -76,52 +87,6 @@ struct options {
     bool prepared = true;  // off: unnamed statements, for PgBouncer in transaction mode
     bool batch = true;     // coalesce batchable statements into one transaction
     unsigned max_batch = 64;
-};
-
-// One parameter, always sent in binary format so no copy or terminator is needed.
-struct param {
-    const char* data = nullptr;
-    int length = 0;
-    bool null = true;
-    static param text(std::string_view s) { return {s.data(), static_cast<int>(s.size()), false}; }
-    static param bytes(const void* p, int n) { return {static_cast<const char*>(p), n, false}; }
-    static param none() { return {}; }
-};
-
-// Network byte order storage for integer and boolean parameters.
-struct int4_buffer {
-    explicit int4_buffer(std::int32_t v);
-    unsigned char bytes[4];
-    param as_param() const { return param::bytes(bytes, 4); }
-};
-
-class result {
-  public:
-    enum class kind {
-        ok,           // the statement ran and its transaction committed
-        sql_error,    // PostgreSQL refused it (sqlstate says why)
-        unavailable,  // down, timed out, pool wait exceeded, or lost before the commit
-    };
-    result() = default;
-    result(kind k, std::string sqlstate = {}, std::string message = {});
-    result(result&&) noexcept;
-    result& operator=(result&&) noexcept;
-    ~result();
-
-    kind outcome() const { return kind_; }
-    const std::string& sqlstate() const { return sqlstate_; }
-    const std::string& message() const { return message_; }
-    int rows() const;
-    std::string_view get(int row, int col) const;
-    bool is_null(int row, int col) const;
-
-    void adopt(pg_result* r);  // takes ownership of a PGresult
-
-  private:
-    kind kind_ = kind::unavailable;
-    std::string sqlstate_;
-    std::string message_;
-    pg_result* res_ = nullptr;
 };
 
 class pool {

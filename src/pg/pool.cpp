@@ -20,6 +20,7 @@
 #include "neptun/pg/connector.hpp"
 #include "neptun/pg/key_pins.hpp"
 #include "neptun/pg/pipeline.hpp"
+#include "neptun/pg/stats.hpp"
 
 namespace neptun::pg {
 
@@ -352,6 +353,13 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                     PQclear(r);
                     c.jobs.on_aborted(now);
                     continue;
+                case PGRES_BAD_RESPONSE:
+                case PGRES_NONFATAL_ERROR:
+                    // Not a result we can vouch for: never an "ok". What was in flight is
+                    // answered 503 and the connection starts over.
+                    PQclear(r);
+                    broken(c, "PostgreSQL sent a response libpq could not read");
+                    return;
                 default: {
                     result ok(result::kind::ok);
                     ok.adopt(r);
@@ -371,14 +379,14 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     // connection, at the front of it (before anything still waiting), so that one bad
     // statement or a lock conflict with someone else's transaction fails nobody else.
     void batch_finished(conn& c, std::unique_ptr<job> b) {
-        auto& m = net::global_metrics();
+        auto& m = global_stats();
         // Decided for all parts first: the resends below pin their keys again.
         auto fates = settle_batch(*b, pins);
         if (batch_committed(*b)) {
-            m.pg_batches.fetch_add(1, std::memory_order_relaxed);
-            m.pg_batched_statements.fetch_add(b->parts.size(), std::memory_order_relaxed);
+            m.batches.fetch_add(1, std::memory_order_relaxed);
+            m.batched_statements.fetch_add(b->parts.size(), std::memory_order_relaxed);
             for (auto& p : b->parts) {
-                m.pg_latency.observe(std::chrono::duration<double>(clock::now() - b->sent).count());
+                m.latency.observe(std::chrono::duration<double>(clock::now() - b->sent).count());
                 answer(*p, std::move(p->res));
             }
             return;
@@ -397,11 +405,11 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                 case part_fate::abandoned:
                     break;
                 case part_fate::own_outage:
-                    m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+                    m.errors.fetch_add(1, std::memory_order_relaxed);
                     answer(*p, std::move(p->res));
                     break;
                 case part_fate::later_write:
-                    m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+                    m.errors.fetch_add(1, std::memory_order_relaxed);
                     answer(*p, result(result::kind::unavailable, "",
                                       "batch rolled back behind a later write"));
                     break;
@@ -426,7 +434,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             }
             c.st = state::ready;
             c.attempt = 0;
-            if (c.ever_ready) net::global_metrics().pg_reconnects.fetch_add(1);
+            if (c.ever_ready) global_stats().reconnects.fetch_add(1);
             c.ever_ready = true;
             if (++ready_count == 1 && marked_down) {
                 marked_down = false;
@@ -443,11 +451,10 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
             update_gauges();
             return;
         }
-        auto& m = net::global_metrics();
-        m.pg_latency.observe(std::chrono::duration<double>(clock::now() - j->sent).count());
+        auto& m = global_stats();
+        m.latency.observe(std::chrono::duration<double>(clock::now() - j->sent).count());
         if (!j->got_result) j->res = result(result::kind::unavailable, "", "no result");
-        if (j->res.outcome() != result::kind::ok)
-            m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+        if (j->res.outcome() != result::kind::ok) m.errors.fetch_add(1, std::memory_order_relaxed);
         answer(*j, std::move(j->res));
         pump();
         update_gauges();
@@ -479,9 +486,9 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         }
         c.st = state::down;
         c.flush_posted = false;
-        auto& m = net::global_metrics();
+        auto& m = global_stats();
         for (auto& j : c.jobs.take_all()) {
-            if (j->waited_for()) m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+            if (j->waited_for()) m.errors.fetch_add(1, std::memory_order_relaxed);
             answer_all(*j, result::kind::unavailable, why);
             unpin(*j);  // lost with the connection: these writes can no longer commit
         }
@@ -552,7 +559,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
 
     void submit(std::unique_ptr<job> j) {
         if (stopped || ready_count == 0) {
-            net::global_metrics().pg_errors.fetch_add(1, std::memory_order_relaxed);
+            global_stats().errors.fetch_add(1, std::memory_order_relaxed);
             answer(*j, result(result::kind::unavailable, "", "database unavailable"));
             return;
         }
@@ -576,7 +583,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
 
     void dispatch(std::unique_ptr<job> j) {
         if (stopped || ready_count == 0) {
-            net::global_metrics().pg_errors.fetch_add(1, std::memory_order_relaxed);
+            global_stats().errors.fetch_add(1, std::memory_order_relaxed);
             answer_all(*j, result::kind::unavailable, "database unavailable");
             return;
         }
@@ -664,12 +671,12 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
 
     void tick() {
         auto now = clock::now();
-        auto& m = net::global_metrics();
+        auto& m = global_stats();
         // Requests that waited for a connection past the limit, or past their deadline.
         while (!waiting.empty()) {
             auto& j = *waiting.front();
             if (j.waited_for() && now < j.queued + opts.wait && now < j.deadline) break;
-            if (j.waited_for()) m.pg_errors.fetch_add(1, std::memory_order_relaxed);
+            if (j.waited_for()) m.errors.fetch_add(1, std::memory_order_relaxed);
             answer_all(j, result::kind::unavailable, "pool wait exceeded");
             waiting.pop_front();
         }
@@ -707,9 +714,9 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     }
 
     void publish_gauges(std::int64_t in_use, std::int64_t idle) {
-        auto& m = net::global_metrics();
-        m.pg_in_use.fetch_add(in_use - published_in_use, std::memory_order_relaxed);
-        m.pg_idle.fetch_add(idle - published_idle, std::memory_order_relaxed);
+        auto& m = global_stats();
+        m.in_use.fetch_add(in_use - published_in_use, std::memory_order_relaxed);
+        m.idle.fetch_add(idle - published_idle, std::memory_order_relaxed);
         published_in_use = in_use;
         published_idle = idle;
     }
@@ -717,8 +724,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     std::int64_t published_waiting = 0;
     void publish_waiting() {
         auto n = static_cast<std::int64_t>(waiting.size());
-        net::global_metrics().pg_waiting.fetch_add(n - published_waiting,
-                                                   std::memory_order_relaxed);
+        global_stats().waiting.fetch_add(n - published_waiting, std::memory_order_relaxed);
         published_waiting = n;
     }
 

@@ -12,8 +12,10 @@
 #include "neptun/net/log.hpp"
 #include "neptun/net/metrics.hpp"
 #include "neptun/net/server.hpp"
+#include "neptun/pg/stats.hpp"
 #include "neptun/projects/migrate.hpp"
 #include "neptun/projects/service.hpp"
+#include "neptun/redis/stats.hpp"
 
 namespace neptun::app {
 namespace {
@@ -28,31 +30,33 @@ constexpr std::string_view version = "0.1.0";
 class admin_service final : public net::service {
   public:
     admin_service()
-        : router_({{"/livez", {bhttp::verb::get}, net::route_label::livez},
-                   {"/readyz", {bhttp::verb::get}, net::route_label::readyz},
-                   {"/metrics", {bhttp::verb::get}, net::route_label::metrics}}) {}
+        : router_({{"/livez", {bhttp::verb::get}, "livez"},
+                   {"/readyz", {bhttp::verb::get}, "readyz"},
+                   {"/metrics", {bhttp::verb::get}, "metrics"}}) {}
 
     net::routed route(const net::request& header) override {
         return router_.decide(header.target(), header.method());
     }
 
-    asio::awaitable<net::response> handle(net::request& req, int, net::clock::time_point) override {
-        auto m = router_.find(req.target(), req.method());
+    asio::awaitable<net::response> handle(net::request&, const net::routed& r,
+                                          net::clock::time_point) override {
         auto& ready = net::global_readiness();
-        switch (m.label) {
-            case net::route_label::livez:
+        switch (r.route) {  // the index into router_'s table
+            case livez:
                 co_return http::json_response(http::status::ok, R"({"status":"alive"})");
-            case net::route_label::readyz:
+            case readyz:
                 co_return http::json_response(
                     ready.ready() ? http::status::ok : http::status::service_unavailable,
                     ready.describe());
-            case net::route_label::metrics: {
+            case metrics: {
                 net::response res{http::status::ok, 11};
                 res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-                res.body() =
-                    net::global_metrics().render(ready.ready(), ready.up(net::readiness::redis),
-                                                 ready.up(net::readiness::postgres));
-                redis::render_session_cache_metrics(res.body());
+                // Each layer renders its own: HTTP, Redis, PostgreSQL, the session cache.
+                auto& out = res.body();
+                out = net::global_metrics().render(ready.ready());
+                redis::global_stats().render(out, ready.up(net::readiness::redis));
+                pg::global_stats().render(out, ready.up(net::readiness::postgres));
+                redis::render_session_cache_metrics(out);
                 co_return res;
             }
             default:
@@ -65,6 +69,7 @@ class admin_service final : public net::service {
     }
 
   private:
+    enum route_index { livez, readyz, metrics };  // router_'s table, in its order
     http::router router_;
 };
 

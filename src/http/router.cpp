@@ -45,7 +45,7 @@ router::router(std::vector<route_def> routes) {
             if (!c.allow.empty()) c.allow += ", ";
             c.allow += std::string(boost::beast::http::to_string(m));
         }
-        c.label = r.label;
+        c.label = net::route_label::named(r.label);
         routes_.push_back(std::move(c));
     }
 }
@@ -93,6 +93,10 @@ net::routed router::decide(std::string_view target, verb method) const {
     net::routed r;
     r.label = m.label;
     r.route = m.route;
+    for (std::size_t i = 0; i < m.params.size(); ++i)
+        if (!m.params[i].empty())
+            r.params[i] = {static_cast<std::uint32_t>(m.params[i].data() - target.data()),
+                           static_cast<std::uint32_t>(m.params[i].size())};
     if (m.result == route_match::kind::no_route) {
         r.early = error_response(problem::not_found);
     } else if (m.result == route_match::kind::wrong_method) {

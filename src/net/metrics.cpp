@@ -3,28 +3,37 @@
 #include "neptun/net/log.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <mutex>
 
 namespace neptun::net {
 namespace {
 
-constexpr std::array<std::string_view, static_cast<std::size_t>(route_label::count_)> route_names{
-    "project", "livez", "readyz", "metrics", "unmatched"};
+// Route names, registered at start-up: index 0 is "unmatched".
+struct route_names {
+    std::mutex lock;
+    std::array<std::string, route_label::max> names{"unmatched"};
+    std::atomic<std::size_t> count{1};
+};
 
-std::size_t status_index(unsigned status) {
-    for (std::size_t i = 0; i < metrics::statuses.size(); ++i)
-        if (metrics::statuses[i] == status) return i;
-    return metrics::statuses.size();  // "other"
+route_names& registered_routes() {
+    static route_names r;
+    return r;
 }
+
+}  // namespace
 
 void append_number(std::string& out, double v) {
     char buf[40];
-    int n = std::snprintf(buf, sizeof buf, "%.9g", v);
+    // Counts print whole, however large (a %g would round a counter past 10^9).
+    const bool whole = v == std::floor(v) && std::fabs(v) < 9e15;
+    int n = std::snprintf(buf, sizeof buf, whole ? "%.0f" : "%.9g", v);
     out.append(buf, static_cast<std::size_t>(n));
 }
 
-void counter(std::string& out, std::string_view name, std::string_view help, double value,
-             std::string_view type = "counter") {
+void append_metric(std::string& out, std::string_view name, std::string_view help, double value,
+                   std::string_view type) {
     out += "# HELP ";
     out += name;
     out += ' ';
@@ -40,7 +49,25 @@ void counter(std::string& out, std::string_view name, std::string_view help, dou
     out += '\n';
 }
 
-}  // namespace
+route_label route_label::named(std::string_view name) {
+    auto& r = registered_routes();
+    std::lock_guard guard(r.lock);
+    auto n = r.count.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < n; ++i)
+        if (r.names[i] == name) return route_label(i);
+    if (n == max) {
+        log::warn("route_label_dropped", {{"route", name}});
+        return unmatched;
+    }
+    r.names[n] = std::string(name);
+    r.count.store(n + 1, std::memory_order_release);
+    return route_label(n);
+}
+
+std::string_view route_label::name() const {
+    // A name, once written, never changes: read without the lock.
+    return registered_routes().names[index_];
+}
 
 void histogram::observe(double seconds) {
     std::size_t i = 0;
@@ -99,30 +126,37 @@ metrics::metrics() {
         duration_cast<duration<double>>(system_clock::now().time_since_epoch()).count();
 }
 
+namespace {
+std::size_t status_slot(unsigned status, unsigned first, unsigned slots) {
+    return status >= first && status < first + slots ? status - first : slots;  // else "other"
+}
+}  // namespace
+
 void metrics::request(route_label route, unsigned status, double seconds) {
-    auto r = static_cast<std::size_t>(route);
-    requests_[r][status_index(status)].fetch_add(1, std::memory_order_relaxed);
-    latency_[r].observe(seconds);
+    requests_[route.index()][status_slot(status, first_status, status_slots)].fetch_add(
+        1, std::memory_order_relaxed);
+    latency_[route.index()].observe(seconds);
 }
 
 std::uint64_t metrics::requests(route_label route, unsigned status) const {
-    return requests_[static_cast<std::size_t>(route)][status_index(status)].load(
+    return requests_[route.index()][status_slot(status, first_status, status_slots)].load(
         std::memory_order_relaxed);
 }
 
-std::string metrics::render(bool ready, bool redis_up, bool pg_up) const {
+std::string metrics::render(bool ready) const {
     std::string out;
     out.reserve(16384);
     out += "# HELP neptun_http_requests_total HTTP requests answered, by route and status.\n";
     out += "# TYPE neptun_http_requests_total counter\n";
-    for (std::size_t r = 0; r < route_count; ++r) {
-        for (std::size_t s = 0; s <= statuses.size(); ++s) {
+    const auto routes = registered_routes().count.load(std::memory_order_acquire);
+    for (std::size_t r = 0; r < routes; ++r) {
+        for (std::size_t s = 0; s <= status_slots; ++s) {
             auto v = requests_[r][s].load(std::memory_order_relaxed);
             if (v == 0) continue;
             out += "neptun_http_requests_total{route=\"";
-            out += route_names[r];
+            out += registered_routes().names[r];
             out += "\",status=\"";
-            out += s < statuses.size() ? std::to_string(statuses[s]) : std::string("other");
+            out += s < status_slots ? std::to_string(first_status + s) : std::string("other");
             out += "\"} ";
             out += std::to_string(v);
             out += '\n';
@@ -132,20 +166,20 @@ std::string metrics::render(bool ready, bool redis_up, bool pg_up) const {
         "# HELP neptun_http_request_duration_seconds Time from a request's header to its "
         "response written.\n";
     out += "# TYPE neptun_http_request_duration_seconds histogram\n";
-    for (std::size_t r = 0; r < route_count; ++r) {
-        std::string labels = "route=\"" + std::string(route_names[r]) + "\"";
+    for (std::size_t r = 0; r < routes; ++r) {
+        std::string labels = "route=\"" + registered_routes().names[r] + "\"";
         latency_[r].render(out, "neptun_http_request_duration_seconds", labels);
     }
-    counter(out, "neptun_open_connections", "Open client connections on the API port.",
-            static_cast<double>(open_connections.load(std::memory_order_relaxed)), "gauge");
-    counter(out, "neptun_connections_total", "Client connections accepted on the API port.",
-            static_cast<double>(connections_total.load(std::memory_order_relaxed)));
-    counter(out, "neptun_connections_refused_total",
-            "Connections refused because the connection cap was reached.",
-            static_cast<double>(connections_refused.load(std::memory_order_relaxed)));
-    counter(out, "neptun_deadline_closes_total",
-            "Connections closed because a read, write or idle deadline passed.",
-            static_cast<double>(deadline_closes.load(std::memory_order_relaxed)));
+    append_metric(out, "neptun_open_connections", "Open client connections on the API port.",
+                  static_cast<double>(open_connections.load(std::memory_order_relaxed)), "gauge");
+    append_metric(out, "neptun_connections_total", "Client connections accepted on the API port.",
+                  static_cast<double>(connections_total.load(std::memory_order_relaxed)));
+    append_metric(out, "neptun_connections_refused_total",
+                  "Connections refused because the connection cap was reached.",
+                  static_cast<double>(connections_refused.load(std::memory_order_relaxed)));
+    append_metric(out, "neptun_deadline_closes_total",
+                  "Connections closed because a read, write or idle deadline passed.",
+                  static_cast<double>(deadline_closes.load(std::memory_order_relaxed)));
     out +=
         "# HELP neptun_connection_memory_bound_bytes Memory one connection may hold at most "
         "(active: a request in progress; idle: between requests).\n"
@@ -154,63 +188,16 @@ std::string metrics::render(bool ready, bool redis_up, bool pg_up) const {
            std::to_string(memory_bound_active.load(std::memory_order_relaxed)) + "\n";
     out += "neptun_connection_memory_bound_bytes{state=\"idle\"} " +
            std::to_string(memory_bound_idle.load(std::memory_order_relaxed)) + "\n";
-    counter(out, "neptun_log_lines_dropped_total",
-            "Log lines dropped because the log queue was full (stderr too slow).",
-            static_cast<double>(log::dropped_lines()));
-    counter(out, "neptun_framing_refusals_total",
-            "Requests refused with 400 for ambiguous or malformed framing.",
-            static_cast<double>(framing_refusals.load(std::memory_order_relaxed)));
-    counter(out, "process_start_time_seconds", "Start time of the process since the epoch.",
-            process_start_time, "gauge");
-    counter(out, "neptun_ready", "1 when /readyz answers 200.", ready ? 1 : 0, "gauge");
+    append_metric(out, "neptun_log_lines_dropped_total",
+                  "Log lines dropped because the log queue was full (stderr too slow).",
+                  static_cast<double>(log::dropped_lines()));
+    append_metric(out, "neptun_framing_refusals_total",
+                  "Requests refused with 400 for ambiguous or malformed framing.",
+                  static_cast<double>(framing_refusals.load(std::memory_order_relaxed)));
+    append_metric(out, "process_start_time_seconds", "Start time of the process since the epoch.",
+                  process_start_time, "gauge");
+    append_metric(out, "neptun_ready", "1 when /readyz answers 200.", ready ? 1 : 0, "gauge");
 
-    counter(out, "neptun_redis_up", "1 when every Redis connection is up.", redis_up ? 1 : 0,
-            "gauge");
-    counter(out, "neptun_redis_commands_total", "Redis commands sent.",
-            static_cast<double>(redis_commands.load(std::memory_order_relaxed)));
-    counter(out, "neptun_redis_errors_total",
-            "Redis commands that failed (down, timeout, error reply).",
-            static_cast<double>(redis_errors.load(std::memory_order_relaxed)));
-    counter(out, "neptun_redis_reconnects_total", "Redis connections re-established.",
-            static_cast<double>(redis_reconnects.load(std::memory_order_relaxed)));
-    counter(out, "neptun_redis_timeouts_total",
-            "Redis lookups answered 503 at their deadline (min of handler and Redis timeout).",
-            static_cast<double>(redis_timeouts.load(std::memory_order_relaxed)));
-    counter(out, "neptun_redis_late_replies_total",
-            "Redis replies read after their caller had given up (dropped, connection kept).",
-            static_cast<double>(redis_late_replies.load(std::memory_order_relaxed)));
-    counter(out, "neptun_redis_health_timeouts_total",
-            "Redis connections dropped because the health-check PING went unanswered.",
-            static_cast<double>(redis_health_timeouts.load(std::memory_order_relaxed)));
-    counter(out, "neptun_redis_failovers_total",
-            "Sentinel +switch-master messages for our master (each I/O thread counts its own).",
-            static_cast<double>(redis_failovers.load(std::memory_order_relaxed)));
-    out += "# HELP neptun_redis_command_duration_seconds Redis command round trips.\n";
-    out += "# TYPE neptun_redis_command_duration_seconds histogram\n";
-    redis_latency.render(out, "neptun_redis_command_duration_seconds", "");
-
-    counter(out, "neptun_pg_up", "1 when every PostgreSQL connection is up.", pg_up ? 1 : 0,
-            "gauge");
-    out += "# HELP neptun_pg_connections PostgreSQL pool connections by state.\n";
-    out += "# TYPE neptun_pg_connections gauge\n";
-    out += "neptun_pg_connections{state=\"in_use\"} " +
-           std::to_string(pg_in_use.load(std::memory_order_relaxed)) + "\n";
-    out += "neptun_pg_connections{state=\"idle\"} " +
-           std::to_string(pg_idle.load(std::memory_order_relaxed)) + "\n";
-    counter(out, "neptun_pg_waiting", "Requests waiting for a pool connection.",
-            static_cast<double>(pg_waiting.load(std::memory_order_relaxed)), "gauge");
-    counter(out, "neptun_pg_errors_total",
-            "PostgreSQL statements that failed (down, timeout, pool wait, error).",
-            static_cast<double>(pg_errors.load(std::memory_order_relaxed)));
-    counter(out, "neptun_pg_reconnects_total", "PostgreSQL connections re-established.",
-            static_cast<double>(pg_reconnects.load(std::memory_order_relaxed)));
-    counter(out, "neptun_pg_batches_total", "Update batches committed as one transaction.",
-            static_cast<double>(pg_batches.load(std::memory_order_relaxed)));
-    counter(out, "neptun_pg_batched_statements_total", "Updates committed inside batches.",
-            static_cast<double>(pg_batched_statements.load(std::memory_order_relaxed)));
-    out += "# HELP neptun_pg_statement_duration_seconds PostgreSQL statement round trips.\n";
-    out += "# TYPE neptun_pg_statement_duration_seconds histogram\n";
-    pg_latency.render(out, "neptun_pg_statement_duration_seconds", "");
     return out;
 }
 

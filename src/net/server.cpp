@@ -10,6 +10,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "neptun/net/connection_rules.hpp"
 #include "neptun/net/framing.hpp"
 #include "neptun/net/log.hpp"
 #include "neptun/net/protocol.hpp"
@@ -136,12 +137,6 @@ bool has_body(const request& req) {
     return req.chunked() || req.has_content_length();
 }
 
-bool is_peer_gone(const boost::system::error_code& ec) {
-    return ec == http::error::end_of_stream || ec == asio::error::eof ||
-           ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
-           ec == asio::error::broken_pipe;
-}
-
 std::size_t field_count(const request& header) {
     return static_cast<std::size_t>(std::distance(header.begin(), header.end()));
 }
@@ -228,7 +223,7 @@ void access_log(const loop_context& ctx, const request& req, const request_meta&
     line(log::level::info, "access");
 }
 
-struct header_read {
+struct header_result {
     boost::system::error_code ec;
     const char* refusal = nullptr;  // a protocol 400 of our own, with this message
 };
@@ -238,9 +233,9 @@ struct header_read {
 // parsed) and the field lines against theirs, ignores empty lines before the request line,
 // refuses at once what cannot begin a request (a TLS ClientHello), and refuses obsolete line
 // folding (RFC 9112 §5.2), which Beast would quietly unfold where a proxy might not.
-asio::awaitable<header_read> read_header(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                         http::request_parser<http::string_body>& parser,
-                                         const limits& lim) {
+asio::awaitable<header_result> read_header(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                           http::request_parser<http::string_body>& parser,
+                                           const limits& lim) {
     const std::size_t limit = lim.max_header_bytes;
     std::size_t scanned = 0;  // bytes already searched: a trickling client costs no rescans
     std::size_t lines = 0;    // line ends seen in those bytes
@@ -252,7 +247,7 @@ asio::awaitable<header_read> read_header(beast::tcp_stream& stream, beast::flat_
             auto start = classify_start(data);
             buffer.consume(start.empty_lines);
             if (start.refused)
-                co_return header_read{http::error::bad_method, "Malformed HTTP request"};
+                co_return header_result{http::error::bad_method, "Malformed HTTP request"};
             method_seen = start.method_seen;
         }
         std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
@@ -265,33 +260,33 @@ asio::awaitable<header_read> read_header(beast::tcp_stream& stream, beast::flat_
         }
         scanned = std::max(scanned, head_size);
         // The request line is one line; every other line is a field.
-        if (lines > lim.max_header_fields + 1) co_return header_read{http::error::header_limit};
+        if (lines > lim.max_header_fields + 1) co_return header_result{http::error::header_limit};
         if (end != std::string_view::npos || bare_lf) {
             if (end != std::string_view::npos && end + 4 > limit)
-                co_return header_read{http::error::header_limit};
+                co_return header_result{http::error::header_limit};
             auto head = data.substr(0, head_size);
             for (std::size_t i = 0; i + 2 < head.size(); ++i)
                 if (head[i] == '\r' && head[i + 1] == '\n' &&
                     (head[i + 2] == ' ' || head[i + 2] == '\t'))
-                    co_return header_read{http::error::bad_value,
-                                          "Obsolete line folding is not accepted"};
+                    co_return header_result{http::error::bad_value,
+                                            "Obsolete line folding is not accepted"};
             if (bare_lf)
-                co_return header_read{http::error::bad_line_ending, "Malformed HTTP request"};
+                co_return header_result{http::error::bad_line_ending, "Malformed HTTP request"};
             boost::system::error_code ec;
             auto used = parser.put(buffer.data(), ec);
             buffer.consume(used);
             if (ec == http::error::need_more && parser.is_header_done()) ec = {};
             if (ec && ec != http::error::need_more)
-                co_return header_read{
+                co_return header_result{
                     ec, ec == http::error::body_limit ? nullptr : "Malformed HTTP request"};
-            if (!ec) co_return header_read{};
+            if (!ec) co_return header_result{};
             scanned = 0;
             lines = 0;
         }
-        if (buffer.size() >= limit) co_return header_read{http::error::header_limit};
+        if (buffer.size() >= limit) co_return header_result{http::error::header_limit};
         auto room = std::min<std::size_t>(4096, limit + 4 - buffer.size());
         auto [rec, n] = co_await stream.async_read_some(buffer.prepare(room), nothrow);
-        if (rec) co_return header_read{rec};
+        if (rec) co_return header_result{rec};
         buffer.commit(n);
     }
 }
@@ -392,67 +387,48 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
         const request& header = parser.get();
         const bool head = header.method() == http::verb::head;
         const request_meta meta = identify(header, ctx.ids);
+        header_facts facts;
+        facts.read = classify_header_read(hr.ec, hr.refusal);
+        if (hr.refusal) facts.refusal = hr.refusal;
         routed r;
-        std::optional<response> refusal;
-        // A complete header (also one whose Content-Length is over the limit) is judged by
-        // the protocol rules first: 400s come before 404/405 and 413.
-        std::optional<std::string_view> protocol_error;
-        if (!hr.ec || hr.ec == http::error::body_limit) protocol_error = protocol_refusal(header);
-        if (protocol_error) {
-            m.framing_refusals.fetch_add(1);
-            refusal = ctx.svc.error(http::status::bad_request, *protocol_error);
-        } else if (hr.ec == http::error::header_limit) {
-            refusal = ctx.svc.error(http::status::request_header_fields_too_large,
-                                    "Request header fields too large");
-        } else if (hr.ec == http::error::body_limit) {
-            // Beast checks a declared Content-Length against the limit with the header; the
-            // route still answers first (contract order: 404/405, then 413).
-            r = ctx.svc.route(header);
-            refusal = r.early ? std::move(r.early)
-                              : ctx.svc.error(http::status::payload_too_large, "Payload too large");
-        } else if (hr.ec == beast::error::timeout) {
-            m.deadline_closes.fetch_add(1);
-            break;
-        } else if (hr.refusal) {
-            refusal = ctx.svc.error(http::status::bad_request, hr.refusal);
-        } else if (is_peer_gone(hr.ec)) {
-            break;
-        } else if (hr.ec) {
-            refusal = ctx.svc.error(http::status::bad_request, "Malformed HTTP request");
+        if (facts.read == header_read::complete || facts.read == header_read::body_too_large) {
+            facts.protocol_error = protocol_refusal(header);
+            r = ctx.svc.route(header);  // matched once: the handler gets `r`
+            facts.routed_early = r.early.has_value();
+            facts.keep_alive = header.keep_alive();
+            facts.has_body = has_body(header);
+            facts.body_done = parser.is_done();
         }
-        if (refusal) {
-            co_await answer_and_close(stream, std::move(*refusal), r.label, lim, meta, head);
-            break;
-        }
-
-        r = ctx.svc.route(header);
-        if (ctx.draining && !r.early) {
-            // A request that arrives once the drain began: the contract's 503, and we close.
-            co_await answer_and_close(
-                stream, ctx.svc.error(http::status::service_unavailable, "Server is shutting down"),
-                r.label, lim, meta, head);
-            break;
-        }
+        facts.draining = ctx.draining;
         // From SIGTERM on (the shutdown delay included), every response says close, so that
         // proxies stop reusing the connection before we close it.
-        const bool closing = ctx.draining || global_readiness().draining();
-        if (r.early) {
+        facts.closing = global_readiness().draining();
+        auto v = after_header(facts);
+        if (v.deadline_close) m.deadline_closes.fetch_add(1);
+        if (v.framing_refusal) m.framing_refusals.fetch_add(1);
+        const auto label = v.label_from_route ? r.label : route_label::unmatched;
+        if (v.step == next_step::close) break;
+        if (v.step == next_step::refuse) {
+            co_await answer_and_close(stream, ctx.svc.error(v.status, v.message), label, lim, meta,
+                                      head);
+            break;
+        }
+        if (v.step == next_step::answer_early) {
             auto& res = *r.early;
-            bool keep = header.keep_alive() && !has_body(header) && !closing;
             res.version(header.version());
-            res.keep_alive(keep);
+            res.keep_alive(v.keep);
             auto took = clock::now() - started;
-            m.request(r.label, res.result_int(), std::chrono::duration<double>(took).count());
+            m.request(label, res.result_int(), std::chrono::duration<double>(took).count());
             access_log(ctx, header, meta, res.result_int(), took);
             co_await write_response(stream, res, lim, meta, head);
-            if (!keep) {
+            if (!v.keep) {
                 co_await linger(stream);  // a body, or a pipelined request, may be coming
                 break;
             }
             continue;
         }
 
-        if (!parser.is_done()) {
+        if (v.step == next_step::read_body) {
             if (iequals(header[http::field::expect], "100-continue") && header.version() >= 11) {
                 static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
                 stream.expires_after(lim.write_timeout);
@@ -465,33 +441,14 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
             stream.expires_after(lim.body_timeout);
             auto [bec, bn] = co_await http::async_read(stream, buffer, parser, nothrow);
             (void)bn;
-            if (bec) {
-                if (bec == beast::error::timeout) {
-                    m.deadline_closes.fetch_add(1);
-                    break;
-                }
-                if (is_peer_gone(bec)) break;
-                // A body over the limit is 413; broken chunk framing, a control character in
-                // a chunk extension, or chunk lines or trailers that outgrow the read buffer
-                // are a malformed body.
-                auto res = bec == http::error::body_limit
-                               ? ctx.svc.error(http::status::payload_too_large, "Payload too large")
-                           : trailers
-                               ? ctx.svc.error(http::status::bad_request,
-                                               "Trailer fields are not accepted")
-                               : ctx.svc.error(http::status::bad_request, "Malformed request body");
-                if (trailers) m.framing_refusals.fetch_add(1);
-                co_await answer_and_close(stream, std::move(res), r.label, lim, meta, head);
-                break;
-            }
-            // Beast merges trailer fields into the header: a field a proxy never saw must not
-            // count (CONTRACT.md §1.3), so a request with trailers is refused.
-            if (field_count(parser.get()) != fields_before) {
-                m.framing_refusals.fetch_add(1);
-                co_await answer_and_close(
-                    stream,
-                    ctx.svc.error(http::status::bad_request, "Trailer fields are not accepted"),
-                    r.label, lim, meta, head);
+            auto bv = after_body(classify_body_read(bec, trailers),
+                                 !bec && field_count(parser.get()) != fields_before);
+            if (bv.deadline_close) m.deadline_closes.fetch_add(1);
+            if (bv.framing_refusal) m.framing_refusals.fetch_add(1);
+            if (bv.step == next_step::close) break;
+            if (bv.step == next_step::refuse) {
+                co_await answer_and_close(stream, ctx.svc.error(bv.status, bv.message), r.label,
+                                          lim, meta, head);
                 break;
             }
         }
@@ -502,13 +459,14 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
         stream.expires_never();
         std::optional<response> res;
         try {
-            res = co_await ctx.svc.handle(req, r.route, clock::now() + lim.handler_timeout);
+            res = co_await ctx.svc.handle(req, r, clock::now() + lim.handler_timeout);
         } catch (const std::exception& e) {
             log::error("handler_failed",
                        {{"what", e.what()}, {"request_id", meta.id}, {"trace_id", meta.trace_id}});
         }
         if (!res) res = ctx.svc.error(http::status::internal_server_error, "Internal server error");
-        bool keep = req.keep_alive() && !ctx.draining && !global_readiness().draining();
+        bool keep =
+            keep_after_response(req.keep_alive(), ctx.draining, global_readiness().draining());
         res->version(req.version());
         res->keep_alive(keep);
         auto took = clock::now() - started;

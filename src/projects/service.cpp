@@ -97,7 +97,7 @@ std::vector<pg::statement> statements() {
 http::router api_service::make_router() {
     return http::router({{"/api/users/{user_id}/projects/{project_id}",
                           {bhttp::verb::get, bhttp::verb::patch},
-                          net::route_label::project}});
+                          "project"}});
 }
 
 api_service::api_service(boost::asio::io_context& ioc, const service_options& opts)
@@ -128,10 +128,9 @@ void api_service::shutdown() {
 // The contract's order: 401, 400 (ids), 403, 406, 415, 400 (body), 428, 404, 412, 200 (or
 // 304 for a conditional GET). Route,
 // method, 431 and 413 were answered by the connection loop before we got here.
-boost::asio::awaitable<net::response> api_service::handle(net::request& req, int,
+boost::asio::awaitable<net::response> api_service::handle(net::request& req,
+                                                          const net::routed& route,
                                                           net::clock::time_point deadline) {
-    auto match = router_.find(req.target(), req.method());
-
     auto cookies = collect(req, bhttp::field::cookie);
     auto cookie = http::find_session_cookie(cookies.span(), session_cookie_name);
     if (cookie.status != http::cookie_status::ok)
@@ -148,8 +147,8 @@ boost::asio::awaitable<net::response> api_service::handle(net::request& req, int
             co_return http::error_response(problem::unavailable);
     }
 
-    auto user_id = parse_id(match.params[0]);
-    auto project_id = parse_id(match.params[1]);
+    auto user_id = parse_id(route.param(req.target(), 0));
+    auto project_id = parse_id(route.param(req.target(), 1));
     if (!user_id || !project_id) {
         std::vector<http::field_error> errors;
         if (!user_id) errors.push_back({"user_id", "must be an integer from 1 to 2147483647"});

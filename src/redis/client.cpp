@@ -14,6 +14,7 @@
 
 #include "neptun/net/log.hpp"
 #include "neptun/net/metrics.hpp"
+#include "neptun/redis/stats.hpp"
 
 namespace neptun::redis {
 
@@ -141,31 +142,30 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     // --- after every event: deliver answers, follow readiness, close, re-arm the timer ---
     void after_machine() {
         machine.deliver([this](net::completion<reply> h, reply rep, clock::time_point submitted) {
-            auto& m = net::global_metrics();
-            m.redis_latency.observe(
-                std::chrono::duration<double>(clock::now() - submitted).count());
+            auto& m = global_stats();
+            m.latency.observe(std::chrono::duration<double>(clock::now() - submitted).count());
             if (rep.type == reply::kind::unavailable || rep.type == reply::kind::error)
-                m.redis_errors.fetch_add(1, std::memory_order_relaxed);
+                m.errors.fetch_add(1, std::memory_order_relaxed);
             // Resume the waiting coroutine from the io_context, never from inside our loop.
             asio::post(ioc, [h = std::move(h), rep = std::move(rep)]() mutable {
                 std::move(h)(std::move(rep));
             });
         });
         const auto& st = machine.stats();
-        auto& gm = net::global_metrics();
+        auto& gm = global_stats();
         if (st.timeouts != seen.timeouts || st.late_replies != seen.late_replies ||
             st.health_timeouts != seen.health_timeouts) {
-            gm.redis_timeouts.fetch_add(st.timeouts - seen.timeouts, std::memory_order_relaxed);
-            gm.redis_late_replies.fetch_add(st.late_replies - seen.late_replies,
-                                            std::memory_order_relaxed);
-            gm.redis_health_timeouts.fetch_add(st.health_timeouts - seen.health_timeouts,
-                                               std::memory_order_relaxed);
+            gm.timeouts.fetch_add(st.timeouts - seen.timeouts, std::memory_order_relaxed);
+            gm.late_replies.fetch_add(st.late_replies - seen.late_replies,
+                                      std::memory_order_relaxed);
+            gm.health_timeouts.fetch_add(st.health_timeouts - seen.health_timeouts,
+                                         std::memory_order_relaxed);
             seen = st;
         }
         if (machine.ready() && marked_down) {
             marked_down = false;
             net::global_readiness().mark_up(net::readiness::redis);
-            if (ever_ready) net::global_metrics().redis_reconnects.fetch_add(1);
+            if (ever_ready) global_stats().reconnects.fetch_add(1);
             ever_ready = true;
             armed = clock::time_point::max();  // the handshake's deadline is moot now
             tick_timer.cancel();
@@ -546,7 +546,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     }
 
     void switched(const std::pair<std::string, std::uint16_t>& to) {
-        net::global_metrics().redis_failovers.fetch_add(1, std::memory_order_relaxed);
+        global_stats().failovers.fetch_add(1, std::memory_order_relaxed);
         log::warn(
             "redis_failover",
             {{"master", opts.where.master_name}, {"new_host", to.first}, {"new_port", to.second}});
@@ -920,7 +920,7 @@ bool client::connected() const {
 void client::start_command(std::string_view verb, std::string_view arg,
                            std::chrono::steady_clock::time_point deadline,
                            net::completion<reply> handler) {
-    net::global_metrics().redis_commands.fetch_add(1, std::memory_order_relaxed);
+    global_stats().commands.fetch_add(1, std::memory_order_relaxed);
     auto now = clock::now();
     auto limit = now + impl_->opts.command_timeout;
     std::string_view args[] = {verb, arg};

@@ -6,6 +6,8 @@
 #include <mutex>
 #include <vector>
 
+#include "neptun/net/metrics.hpp"
+
 namespace neptun::redis {
 namespace {
 
@@ -144,19 +146,7 @@ session_cache_stats session_cache_totals() {
 void render_session_cache_metrics(std::string& out) {
     auto s = session_cache_totals();
     auto line = [&out](const char* name, const char* type, const char* help, std::uint64_t v) {
-        out += "# HELP ";
-        out += name;
-        out += ' ';
-        out += help;
-        out += "\n# TYPE ";
-        out += name;
-        out += ' ';
-        out += type;
-        out += '\n';
-        out += name;
-        out += ' ';
-        out += std::to_string(v);
-        out += '\n';
+        net::append_metric(out, name, help, static_cast<double>(v), type);
     };
     line("neptun_session_cache_hits_total", "counter",
          "Session lookups answered from the cache (no Redis round trip).", s.hits);

@@ -16,9 +16,7 @@ BOOST_AUTO_TEST_CASE(smuggling_payloads_are_refused_and_never_written) {
     BOOST_REQUIRE(srv.wait_ready());
     auto u = seed_user();
     const std::string body = R"({"name":"smuggled"})";
-    const std::string start = "PATCH " + u.path() +
-                              " HTTP/1.1\r\nHost: x\r\nCookie: " + u.cookie() +
-                              "\r\nContent-Type: application/json\r\n";
+    const std::string start = raw_patch(u);
     const std::string length = "Content-Length: " + std::to_string(body.size()) + "\r\n";
     const std::string chunked = "Transfer-Encoding: chunked\r\n";
     const std::string chunk_body = "13\r\n" + body + "\r\n0\r\n\r\n";
@@ -57,8 +55,7 @@ BOOST_AUTO_TEST_CASE(smuggling_payloads_are_refused_and_never_written) {
         BOOST_TEST(r->header("Content-Type") == "application/json", a.name);
         BOOST_TEST(c.wait_closed(5s), a.name);
     }
-    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id)) ==
+    BOOST_TEST(stores::project_field(u.project_id, "name") ==
                "Project of " + std::to_string(u.user_id));
     // The same request, framed honestly, goes through.
     http_connection ok(srv.port);
@@ -101,8 +98,7 @@ BOOST_AUTO_TEST_CASE(a_pipelined_flood_is_answered_in_order) {
             BOOST_TEST(r->body.find("\"description\":\"" + std::to_string(i) + "\"") !=
                        std::string::npos);
     }
-    BOOST_TEST(stores::psql("SELECT description FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id)) == "299");
+    BOOST_TEST(stores::project_field(u.project_id, "description") == "299");
 }
 
 BOOST_AUTO_TEST_CASE(thousands_of_idle_connections_do_not_stop_service) {
@@ -170,9 +166,7 @@ BOOST_AUTO_TEST_CASE(chunk_extensions_and_trailers_cannot_grow_memory_without_bo
     server_process srv(base_env({{"NEPTUN_MAX_BODY_BYTES", "1024"}, {"NEPTUN_THREADS", "1"}}));
     BOOST_REQUIRE(srv.wait_ready());
     auto u = seed_user();
-    const std::string start =
-        "PATCH " + u.path() + " HTTP/1.1\r\nHost: x\r\nCookie: " + u.cookie() +
-        "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const std::string start = raw_patch(u, "Transfer-Encoding: chunked\r\n\r\n");
     for (const auto& tail :
          {"2;" + std::string(200000, 'e'), "0\r\nX-Trailer: " + std::string(200000, 't')}) {
         http_connection c(srv.port);

@@ -1,6 +1,10 @@
 // Shared by the end-to-end tests: the environment that points a server at the test stores.
 #pragma once
 
+#include <cstdio>
+#include <string>
+#include <string_view>
+
 #include <boost/test/unit_test.hpp>
 
 #include "support/http_client.hpp"
@@ -35,5 +39,21 @@ inline header_list auth(const seeded_user& u, header_list more = {}) {
 inline header_list json_auth(const seeded_user& u) {
     return auth(u, {{"Content-Type", "application/json"}});
 }
+
+// The head of a raw PATCH of `u`'s project, for tests that send exact bytes: the request
+// line, Host, Cookie and Content-Type, then `extra` (whole header lines, each ending in
+// CRLF). The caller adds the framing fields and the blank line.
+inline std::string raw_patch(const seeded_user& u, const std::string& extra = {}) {
+    return "PATCH " + u.path() + " HTTP/1.1\r\nHost: x\r\nCookie: " + u.cookie() +
+           "\r\nContent-Type: application/json\r\n" + extra;
+}
+
+// One chunk of a chunked body: its size in hex, the data, CRLF.
+inline std::string chunk(std::string_view data) {
+    char size[20];
+    std::snprintf(size, sizeof size, "%zx", data.size());
+    return std::string(size) + "\r\n" + std::string(data) + "\r\n";
+}
+inline constexpr std::string_view last_chunk = "0\r\n\r\n";
 
 }  // namespace neptun::test

@@ -35,8 +35,7 @@ struct conditional_fixture {
         return *r;
     }
     static std::string name_of(const seeded_user& u) {
-        return stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id));
+        return stores::project_field(u.project_id, "name");
     }
 };
 
@@ -118,8 +117,7 @@ BOOST_AUTO_TEST_CASE(if_match_forms) {
     auto missing = patch(u, R"({"description":"stale"})", {{"If-Match", stale}});
     BOOST_TEST(missing.status == 412);
     BOOST_TEST(missing.body == changed);
-    BOOST_TEST(stores::psql("SELECT description FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id)) == "fields");
+    BOOST_TEST(stores::project_field(u.project_id, "description") == "fields");
 
     // A tag the server never makes (here bytes that are not UTF-8) simply does not match.
     auto foreign = patch(u, R"({"description":"foreign"})", {{"If-Match", "\"\xff\xfe\""}});
@@ -134,8 +132,7 @@ BOOST_AUTO_TEST_CASE(if_match_forms) {
             BOOST_TEST(r.body == invalid_if_match);
         }
     }
-    BOOST_TEST(stores::psql("SELECT description FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id)) == "fields");
+    BOOST_TEST(stores::project_field(u.project_id, "description") == "fields");
 }
 
 BOOST_AUTO_TEST_CASE(absent_or_foreign_projects_are_404_whatever_the_precondition) {
@@ -270,8 +267,7 @@ long run_increments(std::uint16_t port, const seeded_user& u, int clients, int i
         });
     for (auto& t : threads) t.join();
     BOOST_TEST(failures.load() == 0);
-    return std::stol(stores::psql("SELECT description FROM neptun_user_project WHERE id = " +
-                                  std::to_string(u.project_id)));
+    return std::stol(stores::project_field(u.project_id, "description"));
 }
 
 // A server with batching on and a project whose description is the counter 0.
@@ -322,8 +318,7 @@ BOOST_AUTO_TEST_CASE(require_if_match_answers_428_after_the_body_checks) {
     auto get = http_request(srv.port, "GET", u.path(), auth(u));
     BOOST_REQUIRE(get);
     BOOST_TEST(get->status == 200);  // GET needs no precondition
-    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id)) == "with star");
+    BOOST_TEST(stores::project_field(u.project_id, "name") == "with star");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -9,22 +9,20 @@ struct contract_fixture {
     contract_fixture() : srv(base_env()) { BOOST_REQUIRE(srv.wait_ready()); }
     server_process srv;
 
-    std::optional<http_response> get(const std::string& path, header_list h) {
+    maybe_response get(const std::string& path, header_list h) {
         return http_request(srv.port, "GET", path, h);
     }
-    std::optional<http_response> patch(const std::string& path, header_list h,
-                                       const std::string& body) {
+    maybe_response patch(const std::string& path, header_list h, const std::string& body) {
         return http_request(srv.port, "PATCH", path, h, body);
     }
     static std::string row(const seeded_user& u) {
-        return stores::psql(
-            "SELECT name, coalesce(description, '<null>'), type, main_language, created_at, "
-            "updated_at, neptun_user_id FROM neptun_user_project WHERE id = " +
-            std::to_string(u.project_id));
+        return stores::project_field(u.project_id,
+                                     "name, coalesce(description, '<null>'), type, "
+                                     "main_language, created_at, updated_at, neptun_user_id");
     }
 };
 
-void expect_error(const std::optional<http_response>& r, int status, const std::string& body) {
+void expect_error(const maybe_response& r, int status, const std::string& body) {
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == status);
     BOOST_TEST(r->header("Content-Type") == "application/json");
@@ -40,10 +38,8 @@ BOOST_AUTO_TEST_CASE(get_returns_the_project) {
     auto r = get(u.path(), auth(u));
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);
-    auto created = stores::psql(
-        "SELECT to_char(created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
-        "FROM neptun_user_project WHERE id = " +
-        std::to_string(u.project_id));
+    auto created = stores::project_field(
+        u.project_id, "to_char(created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')");
     BOOST_TEST(r->body == "{\"project\":{\"id\":" + std::to_string(u.project_id) +
                               ",\"name\":\"Project of " + std::to_string(u.user_id) +
                               "\",\"description\":\"first\",\"project_type\":\"web-site\","
@@ -55,9 +51,7 @@ BOOST_AUTO_TEST_CASE(get_returns_the_project) {
 BOOST_AUTO_TEST_CASE(patch_writes_only_the_fields_sent_and_advances_updated_at) {
     auto u = seed_user();
     auto other = seed_user();
-    auto before =
-        stores::psql("SELECT created_at, updated_at FROM neptun_user_project WHERE id = " +
-                     std::to_string(u.project_id));
+    auto before = stores::project_field(u.project_id, "created_at, updated_at");
     auto other_before = row(other);
     auto r = patch(u.path(), json_auth(u),
                    R"({"name":"Updated Project Name","programming_language":"go"})");
@@ -78,10 +72,8 @@ BOOST_AUTO_TEST_CASE(patch_writes_only_the_fields_sent_and_advances_updated_at) 
                "Updated Project Name|first|web-site|go|t|t|t|" + std::to_string(u.user_id));
     BOOST_TEST(row(other) == other_before);
     // The response shows the row as written.
-    auto updated = stores::psql(
-        "SELECT to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
-        "FROM neptun_user_project WHERE id = " +
-        std::to_string(u.project_id));
+    auto updated = stores::project_field(
+        u.project_id, "to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')");
     BOOST_TEST(r->body.find("\"updated_at\":\"" + updated + "\"") != std::string::npos);
 }
 
@@ -93,9 +85,9 @@ BOOST_AUTO_TEST_CASE(patch_all_fields_and_null_description) {
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);
     BOOST_TEST(r->body.find("\"description\":null") != std::string::npos);
-    BOOST_TEST(stores::psql("SELECT name, coalesce(description, '<null>'), type, main_language "
-                            "FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id)) == "N|<null>|web-app|elixir");
+    BOOST_TEST(stores::project_field(u.project_id,
+                                     "name, coalesce(description, '<null>'), type, "
+                                     "main_language") == "N|<null>|web-app|elixir");
     auto d = patch(u.path(), json_auth(u), R"({"description":"x \"quoted\" \u00e9 \n line"})");
     BOOST_REQUIRE(d);
     BOOST_TEST(d->status == 200);
@@ -251,8 +243,7 @@ BOOST_AUTO_TEST_CASE(sql_metacharacters_are_data_and_tokens_never_leak) {
                    R"({"name":"Robert'); DROP TABLE neptun_user_project;-- \\ $1 %s"})");
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);
-    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id)) == evil);
+    BOOST_TEST(stores::project_field(u.project_id, "name") == evil);
     // Error answers and the access log never show the token.
     auto other = seed_user();
     for (const auto& resp : {get(other.path(), auth(u)),

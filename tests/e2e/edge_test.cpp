@@ -27,8 +27,7 @@ std::string raw_patch_head(const seeded_user& u, const std::string& extra = {}) 
 }
 
 std::string name_of(const seeded_user& u) {
-    return stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                        std::to_string(u.project_id));
+    return stores::project_field(u.project_id, "name");
 }
 
 // Sends `bytes`, expects one 400 with `message`, then the connection closed.

@@ -38,10 +38,7 @@ std::size_t settled_rss(pid_t pid) {
 
 // A header of exactly `bytes` bytes in `fields` field lines, for a chunked PATCH.
 std::string expensive_header(const seeded_user& u, std::size_t bytes, std::size_t fields) {
-    std::string head =
-        "PATCH " + u.path() +
-        " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nCookie: " + u.cookie() +
-        "\r\nTransfer-Encoding: chunked\r\n";
+    std::string head = raw_patch(u, "Transfer-Encoding: chunked\r\n");
     std::size_t have = 4;
     std::size_t pads = fields - have;
     std::size_t room = bytes - head.size() - 2 - pads * 4;  // "a:" + value + CRLF each

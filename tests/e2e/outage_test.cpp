@@ -15,7 +15,7 @@ namespace {
 const std::string unavailable =
     R"({"statusCode":503,"message":"Service unavailable, retry later"})";
 
-void expect_503(const std::optional<http_response>& r) {
+void expect_503(const maybe_response& r) {
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 503);
     BOOST_TEST(r->header("Retry-After") == "1");
@@ -146,8 +146,7 @@ BOOST_AUTO_TEST_CASE(postgres_stopped_is_503_and_restarted_recovers) {
     auto r = http_request(srv.port, "PATCH", u.path(), json_auth(u), R"({"name":"after restart"})");
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);
-    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id)) == "after restart");
+    BOOST_TEST(stores::project_field(u.project_id, "name") == "after restart");
 }
 
 BOOST_AUTO_TEST_CASE(a_slow_database_is_503_at_the_deadline_and_never_a_false_200) {
@@ -210,9 +209,8 @@ void writes_survive(Fault fault) {
     BOOST_TEST(other == 0);
     BOOST_TEST(unavailable > 0);  // the fault was seen
     for (int c = 0; c < clients; ++c) {
-        auto stored =
-            std::stol(stores::psql("SELECT description FROM neptun_user_project WHERE id = " +
-                                   std::to_string(users[static_cast<std::size_t>(c)].project_id)));
+        auto stored = std::stol(
+            stores::project_field(users[static_cast<std::size_t>(c)].project_id, "description"));
         // Every acknowledged write is there; a 503'd one may or may not have committed.
         BOOST_TEST(stored >= last_acknowledged[static_cast<std::size_t>(c)]);
         BOOST_TEST(stored <= last_acknowledged[static_cast<std::size_t>(c)] + 1);

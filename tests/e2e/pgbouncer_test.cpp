@@ -74,8 +74,7 @@ BOOST_AUTO_TEST_CASE(serves_reads_and_batched_writes_through_transaction_pooling
             BOOST_TEST(r->body.find("\"name\":\"via bouncer " + std::to_string(k) + "\"") !=
                        std::string::npos);
         }
-        BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                                std::to_string(users[i].project_id)) == "via bouncer 4");
+        BOOST_TEST(stores::project_field(users[i].project_id, "name") == "via bouncer 4");
     }
     bouncer.signal(SIGTERM);
     bouncer.wait_exit(10s);

@@ -51,8 +51,7 @@ BOOST_AUTO_TEST_CASE(pipelined_requests_take_effect_and_answer_in_order) {
     BOOST_TEST(r3->body.find("\"name\":\"two\"") != std::string::npos);
     BOOST_TEST(r4->body.find("\"name\":\"two\"") != std::string::npos);
     BOOST_TEST(r5->status == 404);
-    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id)) == "two");
+    BOOST_TEST(stores::project_field(u.project_id, "name") == "two");
 }
 
 BOOST_AUTO_TEST_CASE(http10_and_connection_close_end_the_connection) {
@@ -81,12 +80,9 @@ BOOST_AUTO_TEST_CASE(chunked_request_body_is_read) {
     auto u = seed_user();
     http_connection c(s.srv.port);
     std::string body = R"({"name":"chunked name"})";
-    char size[16];
-    std::snprintf(size, sizeof size, "%zx", body.size() - 5);
-    c.send("PATCH " + u.path() + " HTTP/1.1\r\nHost: x\r\nCookie: " + u.cookie() +
-           "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + size +
-           "\r\n" + body.substr(0, body.size() - 5) + "\r\n5\r\n" + body.substr(body.size() - 5) +
-           "\r\n0\r\n\r\n");
+    c.send(raw_patch(u, "Transfer-Encoding: chunked\r\n\r\n") +
+           chunk(std::string_view(body).substr(0, body.size() - 5)) +
+           chunk(std::string_view(body).substr(body.size() - 5)) + std::string(last_chunk));
     auto r = c.read_response();
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);
@@ -98,9 +94,8 @@ BOOST_AUTO_TEST_CASE(expect_100_continue_is_honoured) {
     auto u = seed_user();
     http_connection c(s.srv.port);
     std::string body = R"({"description":"after continue"})";
-    c.send("PATCH " + u.path() + " HTTP/1.1\r\nHost: x\r\nCookie: " + u.cookie() +
-           "\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " +
-           std::to_string(body.size()) + "\r\n\r\n");
+    c.send(raw_patch(
+        u, "Expect: 100-continue\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n"));
     auto interim = c.read_response();
     BOOST_REQUIRE(interim);
     BOOST_TEST(interim->status == 100);
@@ -160,11 +155,8 @@ BOOST_AUTO_TEST_CASE(body_over_the_limit_is_413_with_length_and_chunked) {
     }
     {
         http_connection c(s.srv.port);
-        char size[16];
-        std::snprintf(size, sizeof size, "%zx", big.size());
-        c.send("PATCH " + u.path() + " HTTP/1.1\r\nHost: x\r\nCookie: " + u.cookie() +
-               "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + size +
-               "\r\n" + big + "\r\n0\r\n\r\n");
+        c.send(raw_patch(u, "Transfer-Encoding: chunked\r\n\r\n") + chunk(big) +
+               std::string(last_chunk));
         auto r = c.read_response();
         BOOST_REQUIRE(r);
         BOOST_TEST(r->status == 413);
@@ -181,8 +173,7 @@ BOOST_AUTO_TEST_CASE(ambiguous_framing_is_400_and_close_and_never_written) {
     running_server s;
     auto u = seed_user();
     std::string body = R"({"name":"smuggled"})";
-    auto base = "PATCH " + u.path() + " HTTP/1.1\r\nHost: x\r\nCookie: " + u.cookie() +
-                "\r\nContent-Type: application/json\r\n";
+    auto base = raw_patch(u);
     std::vector<std::string> attacks{
         base + "Content-Length: " + std::to_string(body.size()) +
             "\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
@@ -206,8 +197,7 @@ BOOST_AUTO_TEST_CASE(ambiguous_framing_is_400_and_close_and_never_written) {
         BOOST_TEST(r->header("Content-Type") == "application/json");
         BOOST_TEST(c.wait_closed(5s));
     }
-    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id)) != "smuggled");
+    BOOST_TEST(stores::project_field(u.project_id, "name") != "smuggled");
 }
 
 BOOST_AUTO_TEST_CASE(a_client_that_trickles_its_header_is_cut_off) {
@@ -223,11 +213,9 @@ BOOST_AUTO_TEST_CASE(a_client_that_trickles_its_body_is_cut_off) {
     running_server s(env_map{{"NEPTUN_BODY_TIMEOUT_MS", "300"}});
     auto u = seed_user();
     http_connection c(s.srv.port);
-    c.send("PATCH " + u.path() + " HTTP/1.1\r\nHost: x\r\nCookie: " + u.cookie() +
-           "\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"na");
+    c.send(raw_patch(u, "Content-Length: 100\r\n\r\n{\"na"));
     BOOST_TEST(c.wait_closed(5s));
-    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id)) ==
+    BOOST_TEST(stores::project_field(u.project_id, "name") ==
                "Project of " + std::to_string(u.user_id));
 }
 
@@ -347,8 +335,7 @@ BOOST_AUTO_TEST_CASE(sigterm_drains_requests_in_flight_and_exits_zero) {
     BOOST_TEST(r->header("Connection") == "close");
     BOOST_TEST(s.srv.process.wait_exit(10s) == 0);
     BOOST_TEST(locker->wait_exit(10s) == 0);
-    BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                            std::to_string(u.project_id)) == "during drain");
+    BOOST_TEST(stores::project_field(u.project_id, "name") == "during drain");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -303,7 +303,7 @@ BOOST_AUTO_TEST_CASE(an_invalidation_that_overtakes_the_reply_wins) {
         std::lock_guard l(proxy.m);
         proxy.hold = true;
     }
-    std::optional<http_response> first;
+    maybe_response first;
     std::thread request([&] { first = http_request(srv.port, "GET", u.path(), auth(u)); });
     // Redis answered the GET with the session of u; the reply is held by the proxy.
     bool held = proxy.await_held(R"("id":)" + std::to_string(u.user_id));

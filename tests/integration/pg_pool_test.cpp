@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "neptun/pg/pool.hpp"
+#include "neptun/pg/stats.hpp"
 #include "neptun/projects/service.hpp"
 #include "support/stores.hpp"
 
@@ -129,8 +130,7 @@ BOOST_AUTO_TEST_CASE(concurrent_statements_each_get_their_own_row) {
     BOOST_REQUIRE(done);
     BOOST_TEST(errors.empty(), (errors.empty() ? "" : errors.front()));
     for (auto& u : users)
-        BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                                std::to_string(u.project_id)) ==
+        BOOST_TEST(stores::project_field(u.project_id, "name") ==
                    "round " + std::to_string(rounds - 1) + " of " + std::to_string(u.user_id));
     pool.stop();
 }
@@ -252,7 +252,7 @@ BOOST_AUTO_TEST_SUITE(pg_recycle)
 namespace {
 
 auto reconnects() {
-    return neptun::net::global_metrics().pg_reconnects.load();
+    return neptun::pg::global_stats().reconnects.load();
 }
 
 // Runs `index` until it succeeds (the pool reconnects with backoff meanwhile).
@@ -434,7 +434,7 @@ BOOST_AUTO_TEST_CASE(updates_arriving_together_commit_once_with_the_right_rows) 
     pg::pool pool(ioc, opts, projects::statements());
     pool.start();
     BOOST_REQUIRE(until_ready(pool, ioc, 1));
-    auto batches_before = neptun::net::global_metrics().pg_batches.load();
+    auto batches_before = neptun::pg::global_stats().batches.load();
     // 32 updates over 8 rows, in one turn: one batch; each row's last write is the 4th round.
     std::vector<std::string> names;
     for (int round = 0; round < 4; ++round)
@@ -445,11 +445,10 @@ BOOST_AUTO_TEST_CASE(updates_arriving_together_commit_once_with_the_right_rows) 
         BOOST_TEST((out[i].kind == pg::result::kind::ok));
         BOOST_TEST(out[i].name == names[i]);
     }
-    BOOST_TEST(neptun::net::global_metrics().pg_batches.load() == batches_before + 1);
+    BOOST_TEST(neptun::pg::global_stats().batches.load() == batches_before + 1);
     for (int i = 0; i < 8; ++i)
-        BOOST_TEST(stores::psql("SELECT name FROM neptun_user_project WHERE id = " +
-                                    std::to_string(users[static_cast<std::size_t>(i)].project_id),
-                                db) == "r3u" + std::to_string(i));
+        BOOST_TEST(stores::project_field(users[static_cast<std::size_t>(i)].project_id, "name",
+                                         db) == "r3u" + std::to_string(i));
     pool.stop();
 }
 

@@ -104,8 +104,7 @@ bool http_connection::fill(std::chrono::steady_clock::time_point deadline) {
     return true;
 }
 
-std::optional<http_response> http_connection::read_response(std::chrono::milliseconds timeout,
-                                                            bool to_head) {
+maybe_response http_connection::read_response(std::chrono::milliseconds timeout, bool to_head) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
         auto end = buffer_.find("\r\n\r\n");
@@ -152,9 +151,8 @@ bool http_connection::wait_closed(std::chrono::milliseconds timeout) {
     return true;
 }
 
-std::optional<http_response> http_request(std::uint16_t port, std::string_view method,
-                                          std::string_view target, const header_list& headers,
-                                          std::string_view body) {
+maybe_response http_request(std::uint16_t port, std::string_view method, std::string_view target,
+                            const header_list& headers, std::string_view body) {
     http_connection c(port);
     if (!c.ok()) return std::nullopt;
     c.send(build_request(method, target, headers, body));

@@ -90,6 +90,13 @@ run_result stores::migrate(const std::string& db) {
     return run_command({binary_path(), "migrate"}, {{"NEPTUN_DATABASE_URL", database_url(db)}});
 }
 
+std::string stores::project_field(std::int64_t project_id, const std::string& columns,
+                                  const std::string& db) {
+    return psql(
+        "SELECT " + columns + " FROM neptun_user_project WHERE id = " + std::to_string(project_id),
+        db);
+}
+
 std::string stores::fresh_database(const std::string& prefix) {
     static std::atomic<int> counter{0};
     std::string name = prefix + "_" + std::to_string(getpid()) + "_" + std::to_string(counter++);

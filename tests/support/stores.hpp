@@ -28,6 +28,10 @@ struct stores {
     static run_result migrate(const std::string& db = "neptun");
     // A fresh database with the schema; returns its name.
     static std::string fresh_database(const std::string& prefix);
+    // One column of a project's row as psql prints it ("" when there is no such row), e.g.
+    // project_field(u.project_id, "name"); `columns` may be an expression.
+    static std::string project_field(std::int64_t project_id, const std::string& columns,
+                                     const std::string& db = "neptun");
 };
 
 // A user with one project and a session; ids and token for the test to use.

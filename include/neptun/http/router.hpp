@@ -18,7 +18,7 @@ using verb = boost::beast::http::verb;
 struct route_def {
     std::string_view pattern;  // e.g. "/api/users/{user_id}/projects/{project_id}"
     std::vector<verb> methods;
-    net::route_label label;
+    std::string_view label;  // the route's name in the request metrics
 };
 
 struct route_match {

@@ -1,6 +1,6 @@
-// Process-wide metrics and readiness: every layer reports into them, the admin listener
-// renders them (Prometheus text for /metrics, a verdict for /readyz). Counters are relaxed
-// atomics: no lock on the request path.
+// The HTTP layer's metrics and the process's readiness, with the pieces every layer renders
+// its own stats with (a histogram, a sample line). The admin listener puts the layers'
+// texts together for /metrics. Counters are relaxed atomics: no lock on the request path.
 #pragma once
 
 #include <array>
@@ -28,13 +28,35 @@ class histogram {
     std::atomic<std::uint64_t> sum_ns_{0};
 };
 
-// Labels of the request counters: the routes of both listeners, and "unmatched".
-enum class route_label : unsigned { project, livez, readyz, metrics, unmatched, count_ };
+// Appends one Prometheus sample with its HELP and TYPE lines: every layer renders its own
+// stats with it (net here, redis/stats.hpp, pg/stats.hpp, the session cache).
+void append_metric(std::string& out, std::string_view name, std::string_view help, double value,
+                   std::string_view type = "counter");
+void append_number(std::string& out, double v);
 
+// A route's name in the request metrics. The layer that owns a route names it (the router
+// does, when it is built); net itself knows only "unmatched". Naming is thread-safe and
+// happens at start-up; the request path only copies the small index.
+class route_label {
+  public:
+    static constexpr std::size_t max = 16;  // names beyond it are counted as "unmatched"
+    static const route_label unmatched;
+
+    constexpr route_label() = default;
+    static route_label named(std::string_view name);
+    std::string_view name() const;
+    std::size_t index() const { return index_; }
+    friend bool operator==(route_label, route_label) = default;
+
+  private:
+    constexpr explicit route_label(std::size_t i) : index_(i) {}
+    std::size_t index_ = 0;
+};
+inline constexpr route_label route_label::unmatched{};
+
+// The HTTP layer's own counters. Statuses are counted by their code (100-599), so a new
+// status needs no edit here.
 struct metrics {
-    static constexpr std::array<unsigned, 15> statuses{100, 200, 400, 401, 403, 404, 405, 406,
-                                                       408, 413, 415, 431, 500, 501, 503};
-
     metrics();
     void request(route_label route, unsigned status, double seconds);
     std::uint64_t requests(route_label route, unsigned status) const;
@@ -49,31 +71,14 @@ struct metrics {
     std::atomic<std::uint64_t> deadline_closes{0};
     std::atomic<std::uint64_t> framing_refusals{0};
 
-    std::atomic<std::uint64_t> redis_commands{0};
-    std::atomic<std::uint64_t> redis_errors{0};
-    std::atomic<std::uint64_t> redis_reconnects{0};
-    std::atomic<std::uint64_t> redis_timeouts{0};
-    std::atomic<std::uint64_t> redis_late_replies{0};
-    std::atomic<std::uint64_t> redis_health_timeouts{0};
-    std::atomic<std::uint64_t> redis_failovers{0};
-    histogram redis_latency;
-
-    std::atomic<std::int64_t> pg_in_use{0};
-    std::atomic<std::int64_t> pg_idle{0};
-    std::atomic<std::int64_t> pg_waiting{0};
-    std::atomic<std::uint64_t> pg_errors{0};
-    std::atomic<std::uint64_t> pg_reconnects{0};
-    std::atomic<std::uint64_t> pg_batches{0};
-    std::atomic<std::uint64_t> pg_batched_statements{0};
-    histogram pg_latency;
-
-    std::string render(bool ready, bool redis_up, bool pg_up) const;
+    // The HTTP and connection samples, then process_start_time_seconds and neptun_ready.
+    std::string render(bool ready) const;
 
   private:
-    static constexpr std::size_t route_count = static_cast<std::size_t>(route_label::count_);
-    std::array<std::array<std::atomic<std::uint64_t>, statuses.size() + 1>, route_count>
+    static constexpr unsigned first_status = 100, status_slots = 500;  // 100..599, then other
+    std::array<std::array<std::atomic<std::uint64_t>, status_slots + 1>, route_label::max>
         requests_{};
-    std::array<histogram, route_count> latency_{};
+    std::array<histogram, route_label::max> latency_{};
 };
 
 metrics& global_metrics();

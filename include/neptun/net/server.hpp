@@ -3,6 +3,7 @@
 // parsed request and return a response; they never touch a socket.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -53,11 +54,21 @@ struct memory_bound {
 };
 memory_bound connection_memory_bound(const limits& lim);
 
-// What routing decided from a request's header, before its body is read.
+// What routing decided from a request's header, before its body is read: matched once,
+// the handler gets it with the request.
 struct routed {
     route_label label = route_label::unmatched;
     int route = -1;
     std::optional<response> early;  // answered at once (404, 405) without reading the body
+    // The pattern's {param} segments, in order, as places in the request-target (which
+    // outlives the routing: the same message goes on to the handler).
+    struct place {
+        std::uint32_t offset = 0, size = 0;
+    };
+    std::array<place, 4> params{};
+    std::string_view param(std::string_view target, std::size_t i) const {
+        return target.substr(params[i].offset, params[i].size);
+    }
 };
 
 class service {
@@ -65,7 +76,7 @@ class service {
     virtual ~service() = default;
     virtual routed route(const request& header) = 0;
     // Runs with the request's body read. Store calls must give up by `deadline`.
-    virtual asio::awaitable<response> handle(request& req, int route,
+    virtual asio::awaitable<response> handle(request& req, const routed& r,
                                              clock::time_point deadline) = 0;
     // Protocol-level error bodies (400, 413, 431, 500, 503): built where every error body is.
     virtual response error(http::status status, std::string_view message) = 0;

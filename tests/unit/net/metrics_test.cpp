@@ -5,6 +5,8 @@
 #include <string_view>
 
 #include "neptun/net/metrics.hpp"
+#include "neptun/pg/stats.hpp"
+#include "neptun/redis/stats.hpp"
 
 namespace {
 
@@ -91,12 +93,12 @@ BOOST_AUTO_TEST_CASE(histogram_buckets_are_cumulative_and_inf_is_the_count) {
 
 BOOST_AUTO_TEST_CASE(render_counts_requests_by_route_and_status) {
     metrics m;
-    m.request(route_label::project, 200, 0.001);
-    BOOST_TEST(m.requests(route_label::project, 200) == 1u);
-    BOOST_TEST(m.requests(route_label::project, 404) == 0u);
-    BOOST_TEST(m.requests(route_label::livez, 200) == 0u);
+    m.request(route_label::named("project"), 200, 0.001);
+    BOOST_TEST(m.requests(route_label::named("project"), 200) == 1u);
+    BOOST_TEST(m.requests(route_label::named("project"), 404) == 0u);
+    BOOST_TEST(m.requests(route_label::named("livez"), 200) == 0u);
 
-    auto text = m.render(true, true, true);
+    auto text = m.render(true);
     BOOST_TEST_INFO("metrics:\n" << text);
     BOOST_TEST(contains(text, "# TYPE neptun_http_requests_total counter\n"));
     BOOST_TEST(
@@ -116,14 +118,12 @@ BOOST_AUTO_TEST_CASE(render_counts_requests_by_route_and_status) {
     BOOST_TEST(contains(text, "\nneptun_http_request_duration_seconds_count{route=\"livez\"} 0\n"));
     BOOST_TEST(contains(text, "# TYPE process_start_time_seconds gauge\n"));
     BOOST_TEST(contains(text, "\nneptun_ready 1\n"));
-    BOOST_TEST(contains(text, "\nneptun_redis_up 1\n"));
-    BOOST_TEST(contains(text, "\nneptun_pg_up 1\n"));
     BOOST_TEST(text.back() == '\n');
 }
 
 BOOST_AUTO_TEST_CASE(process_start_time_is_seconds_since_the_epoch) {
     metrics m;
-    auto text = m.render(true, true, true);
+    auto text = m.render(true);
     auto value = value_after(text, "process_start_time_seconds ");
     BOOST_TEST_REQUIRE(!value.empty());
     double seconds = std::stod(value);
@@ -131,24 +131,66 @@ BOOST_AUTO_TEST_CASE(process_start_time_is_seconds_since_the_epoch) {
     BOOST_TEST(seconds < 1e11);
 }
 
-BOOST_AUTO_TEST_CASE(unlisted_status_is_counted_as_other) {
+BOOST_AUTO_TEST_CASE(every_status_is_counted_by_its_code) {
     metrics m;
-    m.request(route_label::unmatched, 418, 0.01);
-    m.request(route_label::unmatched, 418, 0.01);
+    // Statuses net never heard of (the use case's 304, 412, 428) need no list here.
+    for (unsigned status : {304u, 412u, 428u, 418u, 418u, 599u})
+        m.request(route_label::unmatched, status, 0.01);
     BOOST_TEST(m.requests(route_label::unmatched, 418) == 2u);
-    auto text = m.render(true, true, true);
-    BOOST_TEST(
-        contains(text, "\nneptun_http_requests_total{route=\"unmatched\",status=\"other\"} 2\n"));
+    BOOST_TEST(m.requests(route_label::unmatched, 412) == 1u);
+    BOOST_TEST(m.requests(route_label::unmatched, 200) == 0u);
+    auto text = m.render(true);
+    BOOST_TEST_INFO("metrics:\n" << text);
+    for (auto line : {"\nneptun_http_requests_total{route=\"unmatched\",status=\"304\"} 1\n",
+                      "\nneptun_http_requests_total{route=\"unmatched\",status=\"412\"} 1\n",
+                      "\nneptun_http_requests_total{route=\"unmatched\",status=\"428\"} 1\n",
+                      "\nneptun_http_requests_total{route=\"unmatched\",status=\"418\"} 2\n",
+                      "\nneptun_http_requests_total{route=\"unmatched\",status=\"599\"} 1\n"})
+        BOOST_TEST(contains(text, line));
+    // Outside 100-599 (Beast sends none) is "other".
+    m.request(route_label::unmatched, 700, 0.01);
+    BOOST_TEST(contains(m.render(true),
+                        "\nneptun_http_requests_total{route=\"unmatched\",status=\"other\"} 1\n"));
+}
+
+BOOST_AUTO_TEST_CASE(route_labels_are_named_once_by_the_layer_that_owns_the_route) {
+    auto a = route_label::named("project");
+    auto b = route_label::named("project");
+    BOOST_TEST((a == b));
+    BOOST_TEST(a.name() == "project");
+    BOOST_TEST(!(a == route_label::unmatched));
+    BOOST_TEST(route_label::unmatched.name() == "unmatched");
+    BOOST_TEST(route_label().index() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(redis_and_postgres_render_their_own_stats) {
+    neptun::redis::stats r;
+    r.commands = 7;
+    std::string out;
+    r.render(out, false);
+    BOOST_TEST_INFO("metrics:\n" << out);
+    BOOST_TEST(out.starts_with("# HELP neptun_redis_up "));
+    BOOST_TEST(contains(out, "\nneptun_redis_up 0\n"));
+    BOOST_TEST(contains(out, "\nneptun_redis_commands_total 7\n"));
+    BOOST_TEST(contains(out, "\nneptun_redis_command_duration_seconds_count 0\n"));
+    neptun::pg::stats p;
+    p.in_use = 2;
+    p.batches = 5;
+    std::string pout;
+    p.render(pout, true);
+    BOOST_TEST_INFO("metrics:\n" << pout);
+    BOOST_TEST(contains(pout, "\nneptun_pg_up 1\n"));
+    BOOST_TEST(contains(pout, "\nneptun_pg_connections{state=\"in_use\"} 2\n"));
+    BOOST_TEST(contains(pout, "\nneptun_pg_batches_total 5\n"));
+    BOOST_TEST(contains(pout, "\nneptun_pg_statement_duration_seconds_count 0\n"));
 }
 
 BOOST_AUTO_TEST_CASE(render_reports_readiness_and_store_health) {
     metrics m;
     m.framing_refusals = 3;
-    auto text = m.render(false, false, false);
+    auto text = m.render(false);
     BOOST_TEST_INFO("metrics:\n" << text);
     BOOST_TEST(contains(text, "\nneptun_ready 0\n"));
-    BOOST_TEST(contains(text, "\nneptun_redis_up 0\n"));
-    BOOST_TEST(contains(text, "\nneptun_pg_up 0\n"));
     BOOST_TEST(contains(text, "\nneptun_framing_refusals_total 3\n"));
 }
 

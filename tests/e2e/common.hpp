@@ -20,14 +20,20 @@ inline env_map base_env(env_map extra = {}) {
     return env;
 }
 
-// The value of one unlabelled metric on the admin port's /metrics, or "" when absent.
+// The value of one sample (a name, with its labels if it has any) in a /metrics text, or
+// "" when absent.
+inline std::string metric_in(const std::string& text, const std::string& name) {
+    auto pos = text.find("\n" + name + " ");
+    if (pos == std::string::npos) return {};
+    auto start = pos + name.size() + 2;
+    return text.substr(start, text.find('\n', start) - start);
+}
+
+// The same, read from the admin port's /metrics now.
 inline std::string metric(std::uint16_t admin_port, const std::string& name) {
     auto r = http_request(admin_port, "GET", "/metrics");
     if (!r) return {};
-    auto pos = r->body.find("\n" + name + " ");
-    if (pos == std::string::npos) return {};
-    auto start = pos + name.size() + 2;
-    return r->body.substr(start, r->body.find('\n', start) - start);
+    return metric_in(r->body, name);
 }
 
 inline header_list auth(const seeded_user& u, header_list more = {}) {

@@ -46,10 +46,10 @@ BOOST_AUTO_TEST_CASE(pipelined_requests_take_effect_and_answer_in_order) {
          r4 = c.read_response(), r5 = c.read_response();
     BOOST_REQUIRE(r1 && r2 && r3 && r4 && r5);
     BOOST_TEST(r1->status == 200);
-    BOOST_TEST(r1->body.find("\"name\":\"Project of ") != std::string::npos);
-    BOOST_TEST(r2->body.find("\"name\":\"one\"") != std::string::npos);
-    BOOST_TEST(r3->body.find("\"name\":\"two\"") != std::string::npos);
-    BOOST_TEST(r4->body.find("\"name\":\"two\"") != std::string::npos);
+    BOOST_TEST(r1->project_field("name") == "Project of " + std::to_string(u.user_id));
+    BOOST_TEST(r2->project_field("name") == "one");
+    BOOST_TEST(r3->project_field("name") == "two");
+    BOOST_TEST(r4->body == stores::project_body(u.project_id));  // the row as it stands
     BOOST_TEST(r5->status == 404);
     BOOST_TEST(stores::project_field(u.project_id, "name") == "two");
 }
@@ -86,7 +86,8 @@ BOOST_AUTO_TEST_CASE(chunked_request_body_is_read) {
     auto r = c.read_response();
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);
-    BOOST_TEST(r->body.find("\"name\":\"chunked name\"") != std::string::npos);
+    BOOST_TEST(r->body == stores::project_body(u.project_id));
+    BOOST_TEST(r->project_field("name") == "chunked name");
 }
 
 BOOST_AUTO_TEST_CASE(expect_100_continue_is_honoured) {
@@ -318,7 +319,7 @@ BOOST_AUTO_TEST_CASE(sigterm_drains_requests_in_flight_and_exits_zero) {
     auto ready = http_request(s.srv.admin_port, "GET", "/readyz");
     BOOST_REQUIRE(ready);
     BOOST_TEST(ready->status == 503);
-    BOOST_TEST(ready->body.find("\"draining\":true") != std::string::npos);
+    BOOST_TEST(ready->body == R"({"status":"not ready","draining":true,"down":[]})");
     BOOST_TEST(idle.wait_closed(5s));  // the idle keep-alive connection is closed
     BOOST_REQUIRE(s.srv.process.wait_for_log("event=drain_started", 5s));
     late.send("Host: x\r\nCookie: " + u.cookie() + "\r\n\r\n");

@@ -1,5 +1,7 @@
 #include "support/http_client.hpp"
 
+#include <boost/json.hpp>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,6 +29,18 @@ std::string http_response::header(std::string_view name) const {
     for (const auto& [k, v] : headers)
         if (iequals(k, name)) return v;
     return {};
+}
+
+std::string http_response::project_field(std::string_view field) const {
+    boost::system::error_code ec;
+    auto doc = boost::json::parse(body, ec);
+    if (ec || !doc.is_object()) return "<absent>";
+    auto* project = doc.as_object().if_contains("project");
+    if (!project || !project->is_object()) return "<absent>";
+    auto* v = project->as_object().if_contains(field);
+    if (!v) return "<absent>";
+    if (v->is_string()) return std::string(v->as_string());
+    return boost::json::serialize(*v);
 }
 
 bool http_response::has_header(std::string_view name) const {

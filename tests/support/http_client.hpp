@@ -21,6 +21,9 @@ struct http_response {
     // The first value of a header (case-insensitive name), or "" if absent.
     std::string header(std::string_view name) const;
     bool has_header(std::string_view name) const;
+    // One field of a `{"project":{...}}` body, for exact assertions on it: a string's text,
+    // "null", a number's digits; "<absent>" when the body is not such JSON or lacks it.
+    std::string project_field(std::string_view field) const;
 };
 
 using header_list = std::vector<std::pair<std::string, std::string>>;

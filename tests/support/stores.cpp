@@ -97,6 +97,23 @@ std::string stores::project_field(std::int64_t project_id, const std::string& co
         db);
 }
 
+std::string stores::project_body(std::int64_t project_id, const std::string& db) {
+    const std::string stamp = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
+    return project_field(project_id,
+                         "'{\"project\":{\"id\":' || id || ',\"name\":' || to_json(name)::text || "
+                         "',\"description\":' || coalesce(to_json(description)::text, 'null') || "
+                         "',\"project_type\":' || to_json(type::text)::text || "
+                         "',\"programming_language\":' || to_json(main_language::text)::text || "
+                         "',\"created_at\":\"' || to_char(created_at, " +
+                             stamp +
+                             ") || "
+                             "'\",\"updated_at\":\"' || to_char(updated_at, " +
+                             stamp +
+                             ") || "
+                             "'\",\"neptun_user_id\":' || neptun_user_id || '}}'",
+                         db);
+}
+
 std::string stores::fresh_database(const std::string& prefix) {
     static std::atomic<int> counter{0};
     std::string name = prefix + "_" + std::to_string(getpid()) + "_" + std::to_string(counter++);

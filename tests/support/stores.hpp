@@ -32,6 +32,9 @@ struct stores {
     // project_field(u.project_id, "name"); `columns` may be an expression.
     static std::string project_field(std::int64_t project_id, const std::string& columns,
                                      const std::string& db = "neptun");
+    // The exact body the server answers for a project as its row stands now:
+    // {"project":{"id":..,"name":..,...}}, built by PostgreSQL from the row.
+    static std::string project_body(std::int64_t project_id, const std::string& db = "neptun");
 };
 
 // A user with one project and a session; ids and token for the test to use.

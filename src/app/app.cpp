@@ -74,15 +74,10 @@ class admin_service final : public net::service {
 };
 
 int serve(const config& cfg) {
-    std::string why;
-    auto redis_address = redis::parse_url(cfg.redis_url, why);  // validated by the config
-    projects::service_options opts;
-    opts.redis.where = *redis_address;
-    opts.redis.connect_timeout = cfg.redis_connect_timeout;
-    opts.redis.command_timeout = cfg.redis_timeout;
-    opts.redis.health_timeout = cfg.redis_health_timeout;
-    opts.redis.tls = {cfg.redis_tls_ca_file, cfg.redis_tls_cert_file, cfg.redis_tls_key_file,
-                      cfg.redis_tls_server_name};
+    // The layers' options come set from the configuration; what remains is derived: the
+    // session cache's whole-process sizes split among the threads, tracking on the sessions'
+    // prefix.
+    projects::service_options opts = cfg.service;
     if (cfg.session_cache) {
         auto per_thread = [&](std::size_t total) {
             return std::max<std::size_t>(1, total / std::max(1u, cfg.threads));
@@ -90,30 +85,9 @@ int serve(const config& cfg) {
         opts.redis.cache = redis::session_cache_options{per_thread(cfg.session_cache_entries),
                                                         per_thread(cfg.session_cache_bytes),
                                                         cfg.session_cache_max_age};
-        opts.redis.tracking_prefix = cfg.session_prefix;
+        opts.redis.tracking_prefix = opts.session_prefix;
     }
-    opts.pg.conninfo = cfg.database_url;
-    opts.pg.size = cfg.pg_pool_size;
-    opts.pg.pipeline_depth = cfg.pg_pipeline_depth;
-    opts.pg.wait = cfg.pg_pool_wait;
-    opts.pg.statement_timeout = cfg.pg_statement_timeout;
-    opts.pg.connect_timeout = cfg.pg_connect_timeout;
-    opts.pg.prepared = cfg.pg_prepared;
-    opts.pg.batch = cfg.pg_batch;
-    opts.session_prefix = cfg.session_prefix;
-    opts.require_if_match = cfg.require_if_match;
-
-    net::limits lim;
-    lim.max_header_bytes = cfg.max_header_bytes;
-    lim.max_header_fields = cfg.max_header_fields;
-    lim.max_body_bytes = cfg.max_body_bytes;
-    lim.max_connections = cfg.max_connections;
-    lim.header_timeout = cfg.header_timeout;
-    lim.body_timeout = cfg.body_timeout;
-    lim.handler_timeout = cfg.handler_timeout;
-    lim.write_timeout = cfg.write_timeout;
-    lim.idle_timeout = cfg.idle_timeout;
-    lim.access_log_sample = cfg.access_log_sample;
+    const net::limits& lim = cfg.http;
     http::set_retry_after(cfg.retry_after_s);
 
     asio::io_context control(1);
@@ -213,7 +187,7 @@ int run(const std::vector<std::string>& args, const std::map<std::string, std::s
             std::cout << "neptun-api " << version << '\n';
             return 0;
         case command::migrate: {
-            auto out = projects::migrate(cfg.database_url);
+            auto out = projects::migrate(cfg.service.pg.conninfo);
             if (!out.ok) {
                 std::cerr << "neptun-api: migrate failed: " << out.error << '\n';
                 return 1;

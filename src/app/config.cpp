@@ -36,33 +36,46 @@ std::string parse_number(std::string_view v, T min, T max, T& out) {
     return {};
 }
 
-setter unsigned_setter(unsigned config::*member, unsigned min, unsigned max) {
-    return [=](config& c, std::string_view v) { return parse_number(v, min, max, c.*member); };
+// Where a setting lives in the config: a plain function, so that a row of the table names
+// the field once for both reading (--help's default) and writing.
+template <typename T>
+using field = T& (*)(config&);
+
+template <typename T>
+const T& read(field<T> f, const config& c) {
+    return f(const_cast<config&>(c));  // only read: the accessor just names the field
 }
 
-setter size_setter(std::size_t config::*member, std::size_t min, std::size_t max) {
-    return [=](config& c, std::string_view v) { return parse_number(v, min, max, c.*member); };
+template <typename T>
+setting number(std::string_view env, std::string_view flag, std::string_view help, field<T> f,
+               T min, T max) {
+    return {env, flag, help, [f](const config& c) { return std::to_string(read(f, c)); },
+            [=](config& c, std::string_view v) { return parse_number(v, min, max, f(c)); }};
 }
 
-setter ms_setter(milliseconds config::*member, long min) {
-    return [=](config& c, std::string_view v) {
-        long ms = 0;
-        auto err = parse_number<long>(v, min, 86'400'000L, ms);
-        if (err.empty()) c.*member = milliseconds(ms);
-        return err;
-    };
+setting duration(std::string_view env, std::string_view flag, std::string_view help,
+                 field<milliseconds> f, long min) {
+    return {env, flag, help, [f](const config& c) { return std::to_string(read(f, c).count()); },
+            [=](config& c, std::string_view v) {
+                long ms = 0;
+                auto err = parse_number<long>(v, min, 86'400'000L, ms);
+                if (err.empty()) f(c) = milliseconds(ms);
+                return err;
+            }};
 }
 
-setter bool_setter(bool config::*member) {
-    return [=](config& c, std::string_view v) -> std::string {
-        if (v == "on" || v == "true" || v == "1" || v == "yes")
-            c.*member = true;
-        else if (v == "off" || v == "false" || v == "0" || v == "no")
-            c.*member = false;
-        else
-            return "must be on or off";
-        return {};
-    };
+setting on_off(std::string_view env, std::string_view flag, std::string_view help, field<bool> f) {
+    return {env, flag, help,
+            [f](const config& c) { return std::string(read(f, c) ? "on" : "off"); },
+            [f](config& c, std::string_view v) -> std::string {
+                if (v == "on" || v == "true" || v == "1" || v == "yes")
+                    f(c) = true;
+                else if (v == "off" || v == "false" || v == "0" || v == "no")
+                    f(c) = false;
+                else
+                    return "must be on or off";
+                return {};
+            }};
 }
 
 setter endpoint_setter(endpoint config::*member) {
@@ -74,13 +87,18 @@ setter endpoint_setter(endpoint config::*member) {
     };
 }
 
-setter file_setter(std::string config::*member) {
-    return [=](config& c, std::string_view v) -> std::string {
-        std::string path(v);
-        if (!path.empty() && ::access(path.c_str(), R_OK) != 0) return "cannot read the file";
-        c.*member = std::move(path);
-        return {};
-    };
+// A readable file, or empty; `unset` is what --help shows for empty.
+setting file(std::string_view env, std::string_view flag, std::string_view help,
+             field<std::string> f, std::string unset) {
+    return {env, flag, help,
+            [f, unset](const config& c) { return read(f, c).empty() ? unset : read(f, c); },
+            [f](config& c, std::string_view v) -> std::string {
+                std::string path(v);
+                if (!path.empty() && ::access(path.c_str(), R_OK) != 0)
+                    return "cannot read the file";
+                f(c) = std::move(path);
+                return {};
+            }};
 }
 
 std::string show_endpoint(const endpoint& e) {
@@ -98,19 +116,21 @@ const std::vector<setting>& settings() {
         {"NEPTUN_THREADS", "--threads",
          "I/O threads, each with its own Redis and PostgreSQL connections",
          [](const config&) { return std::string("number of cores"); },
-         unsigned_setter(&config::threads, 1, 256)},
+         [](config& c, std::string_view v) { return parse_number(v, 1u, 256u, c.threads); }},
         {"NEPTUN_REDIS_URL", "--redis-url",
          "redis://[[user]:password@]host:port/db, rediss:// (TLS), unix:///path[?db=N], or "
          "redis+sentinel://host:26379,host2:26379/master/db (see docs/operations.md)",
          [](const config& c) { return c.redis_url; },
          [](config& c, std::string_view v) -> std::string {
              std::string why;
-             if (!redis::parse_url(v, why)) return why;
+             auto where = redis::parse_url(v, why);
+             if (!where) return why;
              c.redis_url = v;
+             c.service.redis.where = *where;
              return {};
          }},
         {"NEPTUN_DATABASE_URL", "--database-url", "PostgreSQL: any libpq URI or key=value conninfo",
-         [](const config& c) { return c.database_url; },
+         [](const config& c) { return c.service.pg.conninfo; },
          [](config& c, std::string_view v) -> std::string {
              char* err = nullptr;
              std::string text(v);
@@ -122,21 +142,20 @@ const std::vector<setting>& settings() {
                         "may hold a password)";
              }
              PQconninfoFree(opts);
-             c.database_url = std::move(text);
+             c.service.pg.conninfo = std::move(text);
              return {};
          }},
         {"NEPTUN_SESSION_PREFIX", "--session-prefix", "Redis key prefix of the sessions",
-         [](const config& c) { return c.session_prefix; },
+         [](const config& c) { return c.service.session_prefix; },
          [](config& c, std::string_view v) -> std::string {
              // Empty would make any JSON string key in the Redis database a session.
              if (v.empty() || v.size() > 256) return "must be 1 to 256 bytes";
-             c.session_prefix = v;
+             c.service.session_prefix = v;
              return {};
          }},
-        {"NEPTUN_REQUIRE_IF_MATCH", "--require-if-match",
-         "on: a PATCH without If-Match gets 428 (clients must send the ETag they edited)",
-         [](const config& c) { return std::string(c.require_if_match ? "on" : "off"); },
-         bool_setter(&config::require_if_match)},
+        on_off("NEPTUN_REQUIRE_IF_MATCH", "--require-if-match",
+               "on: a PATCH without If-Match gets 428 (clients must send the ETag they edited)",
+               [](config& c) -> bool& { return c.service.require_if_match; }),
         {"NEPTUN_LOG_LEVEL", "--log-level", "debug, info, warn or error",
          [](const config& c) { return c.log_level; },
          [](config& c, std::string_view v) -> std::string {
@@ -162,7 +181,7 @@ const std::vector<setting>& settings() {
          "fraction of requests with an access log line: 1 all, 0.01 one in a hundred, 0 none",
          [](const config& c) {
              char buf[32];
-             std::snprintf(buf, sizeof buf, "%g", c.access_log_sample);
+             std::snprintf(buf, sizeof buf, "%g", c.http.access_log_sample);
              return std::string(buf);
          },
          [](config& c, std::string_view v) -> std::string {
@@ -171,142 +190,138 @@ const std::vector<setting>& settings() {
              double d = std::strtod(text.c_str(), &end);
              if (text.empty() || *end != '\0' || !(d >= 0.0 && d <= 1.0))
                  return "must be a number from 0 to 1";
-             c.access_log_sample = d;
+             c.http.access_log_sample = d;
              return {};
          }},
-        {"NEPTUN_MAX_CONNECTIONS", "--max-connections",
-         "open client connections at most; past it new ones get a 503 and are closed",
-         [](const config& c) { return std::to_string(c.max_connections); },
-         size_setter(&config::max_connections, 1, 10'000'000)},
-        {"NEPTUN_MAX_HEADER_BYTES", "--max-header-bytes",
-         "request line and headers at most (431 past it)",
-         [](const config& c) { return std::to_string(c.max_header_bytes); },
-         size_setter(&config::max_header_bytes, 256, 1 << 20)},
-        {"NEPTUN_MAX_HEADER_FIELDS", "--max-header-fields",
-         "header field lines at most (431 past it); bounds the memory a header can take",
-         [](const config& c) { return std::to_string(c.max_header_fields); },
-         size_setter(&config::max_header_fields, 8, 10000)},
-        {"NEPTUN_MAX_BODY_BYTES", "--max-body-bytes", "request body at most (413 past it)",
-         [](const config& c) { return std::to_string(c.max_body_bytes); },
-         size_setter(&config::max_body_bytes, 1, 64 << 20)},
-        {"NEPTUN_HEADER_TIMEOUT_MS", "--header-timeout-ms", "time to receive a request's header",
-         [](const config& c) { return std::to_string(c.header_timeout.count()); },
-         ms_setter(&config::header_timeout, 1)},
-        {"NEPTUN_BODY_TIMEOUT_MS", "--body-timeout-ms", "time to receive a request's body",
-         [](const config& c) { return std::to_string(c.body_timeout.count()); },
-         ms_setter(&config::body_timeout, 1)},
-        {"NEPTUN_HANDLER_TIMEOUT_MS", "--handler-timeout-ms",
-         "time for the stores to answer a request before it gets a 503",
-         [](const config& c) { return std::to_string(c.handler_timeout.count()); },
-         ms_setter(&config::handler_timeout, 1)},
-        {"NEPTUN_WRITE_TIMEOUT_MS", "--write-timeout-ms", "time to write a response",
-         [](const config& c) { return std::to_string(c.write_timeout.count()); },
-         ms_setter(&config::write_timeout, 1)},
-        {"NEPTUN_IDLE_TIMEOUT_MS", "--idle-timeout-ms",
-         "keep-alive connections idle longer are closed",
-         [](const config& c) { return std::to_string(c.idle_timeout.count()); },
-         ms_setter(&config::idle_timeout, 1)},
-        {"NEPTUN_SHUTDOWN_DELAY_MS", "--shutdown-delay-ms",
-         "after SIGTERM, keep serving this long with /readyz 503 before draining",
-         [](const config& c) { return std::to_string(c.shutdown_delay.count()); },
-         ms_setter(&config::shutdown_delay, 0)},
-        {"NEPTUN_SHUTDOWN_TIMEOUT_MS", "--shutdown-timeout-ms",
-         "after the delay, requests in flight get this long before the process exits anyway",
-         [](const config& c) { return std::to_string(c.shutdown_timeout.count()); },
-         ms_setter(&config::shutdown_timeout, 1)},
-        {"NEPTUN_RETRY_AFTER_S", "--retry-after-s", "Retry-After seconds on every 503",
-         [](const config& c) { return std::to_string(c.retry_after_s); },
-         unsigned_setter(&config::retry_after_s, 0, 3600)},
-        {"NEPTUN_REDIS_CONNECT_TIMEOUT_MS", "--redis-connect-timeout-ms",
-         "time to connect to Redis",
-         [](const config& c) { return std::to_string(c.redis_connect_timeout.count()); },
-         ms_setter(&config::redis_connect_timeout, 1)},
-        {"NEPTUN_REDIS_TIMEOUT_MS", "--redis-timeout-ms",
-         "time for a Redis command's reply (then 503)",
-         [](const config& c) { return std::to_string(c.redis_timeout.count()); },
-         ms_setter(&config::redis_timeout, 1)},
-        {"NEPTUN_REDIS_HEALTH_TIMEOUT_MS", "--redis-health-timeout-ms",
-         "a Redis connection whose health-check PING (each second) is unanswered this long is "
-         "dropped",
-         [](const config& c) { return std::to_string(c.redis_health_timeout.count()); },
-         ms_setter(&config::redis_health_timeout, 1)},
-        {"NEPTUN_REDIS_TLS_CA_FILE", "--redis-tls-ca-file",
-         "rediss://: PEM file of the CAs that sign the server's certificate (empty: the system's)",
-         [](const config& c) {
-             return c.redis_tls_ca_file.empty() ? std::string("system CAs") : c.redis_tls_ca_file;
-         },
-         file_setter(&config::redis_tls_ca_file)},
-        {"NEPTUN_REDIS_TLS_CERT_FILE", "--redis-tls-cert-file",
-         "rediss://: client certificate (PEM chain), with NEPTUN_REDIS_TLS_KEY_FILE",
-         [](const config& c) {
-             return c.redis_tls_cert_file.empty() ? std::string("no client certificate")
-                                                  : c.redis_tls_cert_file;
-         },
-         file_setter(&config::redis_tls_cert_file)},
-        {"NEPTUN_REDIS_TLS_KEY_FILE", "--redis-tls-key-file",
-         "rediss://: the client certificate's private key (PEM)",
-         [](const config& c) {
-             return c.redis_tls_key_file.empty() ? std::string("no client certificate")
-                                                 : c.redis_tls_key_file;
-         },
-         file_setter(&config::redis_tls_key_file)},
+        number<std::size_t>(
+            "NEPTUN_MAX_CONNECTIONS", "--max-connections",
+            "open client connections at most; past it new ones get a 503 and are closed",
+            [](config& c) -> std::size_t& { return c.http.max_connections; }, 1, 10'000'000),
+        number<std::size_t>(
+            "NEPTUN_MAX_HEADER_BYTES", "--max-header-bytes",
+            "request line and headers at most (431 past it)",
+            [](config& c) -> std::size_t& { return c.http.max_header_bytes; }, 256, 1 << 20),
+        number<std::size_t>(
+            "NEPTUN_MAX_HEADER_FIELDS", "--max-header-fields",
+            "header field lines at most (431 past it); bounds the memory a header can take",
+            [](config& c) -> std::size_t& { return c.http.max_header_fields; }, 8, 10000),
+        number<std::size_t>(
+            "NEPTUN_MAX_BODY_BYTES", "--max-body-bytes", "request body at most (413 past it)",
+            [](config& c) -> std::size_t& { return c.http.max_body_bytes; }, 1, 64 << 20),
+        duration(
+            "NEPTUN_HEADER_TIMEOUT_MS", "--header-timeout-ms", "time to receive a request's header",
+            [](config& c) -> milliseconds& { return c.http.header_timeout; }, 1),
+        duration(
+            "NEPTUN_BODY_TIMEOUT_MS", "--body-timeout-ms", "time to receive a request's body",
+            [](config& c) -> milliseconds& { return c.http.body_timeout; }, 1),
+        duration(
+            "NEPTUN_HANDLER_TIMEOUT_MS", "--handler-timeout-ms",
+            "time for the stores to answer a request before it gets a 503",
+            [](config& c) -> milliseconds& { return c.http.handler_timeout; }, 1),
+        duration(
+            "NEPTUN_WRITE_TIMEOUT_MS", "--write-timeout-ms", "time to write a response",
+            [](config& c) -> milliseconds& { return c.http.write_timeout; }, 1),
+        duration(
+            "NEPTUN_IDLE_TIMEOUT_MS", "--idle-timeout-ms",
+            "keep-alive connections idle longer are closed",
+            [](config& c) -> milliseconds& { return c.http.idle_timeout; }, 1),
+        duration(
+            "NEPTUN_SHUTDOWN_DELAY_MS", "--shutdown-delay-ms",
+            "after SIGTERM, keep serving this long with /readyz 503 before draining",
+            [](config& c) -> milliseconds& { return c.shutdown_delay; }, 0),
+        duration(
+            "NEPTUN_SHUTDOWN_TIMEOUT_MS", "--shutdown-timeout-ms",
+            "after the delay, requests in flight get this long before the process exits anyway",
+            [](config& c) -> milliseconds& { return c.shutdown_timeout; }, 1),
+        number<unsigned>(
+            "NEPTUN_RETRY_AFTER_S", "--retry-after-s", "Retry-After seconds on every 503",
+            [](config& c) -> unsigned& { return c.retry_after_s; }, 0, 3600),
+        duration(
+            "NEPTUN_REDIS_CONNECT_TIMEOUT_MS", "--redis-connect-timeout-ms",
+            "time to connect to Redis",
+            [](config& c) -> milliseconds& { return c.service.redis.connect_timeout; }, 1),
+        duration(
+            "NEPTUN_REDIS_TIMEOUT_MS", "--redis-timeout-ms",
+            "time for a Redis command's reply (then 503)",
+            [](config& c) -> milliseconds& { return c.service.redis.command_timeout; }, 1),
+        duration(
+            "NEPTUN_REDIS_HEALTH_TIMEOUT_MS", "--redis-health-timeout-ms",
+            "a Redis connection whose health-check PING (each second) is unanswered this long is "
+            "dropped",
+            [](config& c) -> milliseconds& { return c.service.redis.health_timeout; }, 1),
+        file(
+            "NEPTUN_REDIS_TLS_CA_FILE", "--redis-tls-ca-file",
+            "rediss://: PEM file of the CAs that sign the server's certificate (empty: the "
+            "system's)",
+            [](config& c) -> std::string& { return c.service.redis.tls.ca_file; }, "system CAs"),
+        file(
+            "NEPTUN_REDIS_TLS_CERT_FILE", "--redis-tls-cert-file",
+            "rediss://: client certificate (PEM chain), with NEPTUN_REDIS_TLS_KEY_FILE",
+            [](config& c) -> std::string& { return c.service.redis.tls.cert_file; },
+            "no client certificate"),
+        file(
+            "NEPTUN_REDIS_TLS_KEY_FILE", "--redis-tls-key-file",
+            "rediss://: the client certificate's private key (PEM)",
+            [](config& c) -> std::string& { return c.service.redis.tls.key_file; },
+            "no client certificate"),
         {"NEPTUN_REDIS_TLS_SERVER_NAME", "--redis-tls-server-name",
          "rediss://: the name the server's certificate must carry (and SNI)",
          [](const config& c) {
-             return c.redis_tls_server_name.empty() ? std::string("the URL's host")
-                                                    : c.redis_tls_server_name;
+             return c.service.redis.tls.server_name.empty() ? std::string("the URL's host")
+                                                            : c.service.redis.tls.server_name;
          },
          [](config& c, std::string_view v) -> std::string {
              if (v.size() > 253) return "must be a host name of at most 253 bytes";
-             c.redis_tls_server_name = v;
+             c.service.redis.tls.server_name = v;
              return {};
          }},
-        {"NEPTUN_SESSION_CACHE", "--session-cache",
-         "on: sessions kept in memory while Redis's CLIENT TRACKING reports every change "
-         "to them (off where Redis refuses it)",
-         [](const config& c) { return std::string(c.session_cache ? "on" : "off"); },
-         bool_setter(&config::session_cache)},
-        {"NEPTUN_SESSION_CACHE_ENTRIES", "--session-cache-entries",
-         "sessions cached at most (whole process, split evenly among the I/O threads; least "
-         "recently used go first)",
-         [](const config& c) { return std::to_string(c.session_cache_entries); },
-         size_setter(&config::session_cache_entries, 1, 100'000'000)},
+        on_off("NEPTUN_SESSION_CACHE", "--session-cache",
+               "on: sessions kept in memory while Redis's CLIENT TRACKING reports every change "
+               "to them (off where Redis refuses it)",
+               [](config& c) -> bool& { return c.session_cache; }),
+        number<std::size_t>(
+            "NEPTUN_SESSION_CACHE_ENTRIES", "--session-cache-entries",
+            "sessions cached at most (whole process, split evenly among the I/O threads; least "
+            "recently used go first)",
+            [](config& c) -> std::size_t& { return c.session_cache_entries; }, 1, 100'000'000),
         {"NEPTUN_SESSION_CACHE_BYTES", "--session-cache-bytes",
          "memory the cached sessions may take at most (whole process, split evenly among the "
          "I/O threads)",
          [](const config& c) { return std::to_string(c.session_cache_bytes); },
-         size_setter(&config::session_cache_bytes, 4096, std::size_t(1) << 40)},
-        {"NEPTUN_SESSION_CACHE_MAX_AGE_MS", "--session-cache-max-age-ms",
-         "the longest a session is served from memory before Redis is asked again (also "
-         "never past the key's TTL)",
-         [](const config& c) { return std::to_string(c.session_cache_max_age.count()); },
-         ms_setter(&config::session_cache_max_age, 1)},
-        {"NEPTUN_PG_POOL_SIZE", "--pg-pool-size", "PostgreSQL connections per I/O thread",
-         [](const config& c) { return std::to_string(c.pg_pool_size); },
-         unsigned_setter(&config::pg_pool_size, 1, 1000)},
-        {"NEPTUN_PG_PIPELINE_DEPTH", "--pg-pipeline-depth",
-         "statements in flight on one PostgreSQL connection at most",
-         [](const config& c) { return std::to_string(c.pg_pipeline_depth); },
-         unsigned_setter(&config::pg_pipeline_depth, 1, 4096)},
-        {"NEPTUN_PG_POOL_WAIT_MS", "--pg-pool-wait-ms",
-         "time a request may wait for a PostgreSQL connection (then 503)",
-         [](const config& c) { return std::to_string(c.pg_pool_wait.count()); },
-         ms_setter(&config::pg_pool_wait, 1)},
-        {"NEPTUN_PG_STATEMENT_TIMEOUT_MS", "--pg-statement-timeout-ms",
-         "PostgreSQL statement_timeout (then 503); below the handler timeout, by default 4/5 of it",
-         [](const config& c) { return std::to_string(c.pg_statement_timeout.count()); },
-         ms_setter(&config::pg_statement_timeout, 1)},
-        {"NEPTUN_PG_CONNECT_TIMEOUT_MS", "--pg-connect-timeout-ms", "time to connect to PostgreSQL",
-         [](const config& c) { return std::to_string(c.pg_connect_timeout.count()); },
-         ms_setter(&config::pg_connect_timeout, 1)},
-        {"NEPTUN_PG_PREPARED", "--pg-prepared",
-         "on: named prepared statements; off: unnamed ones (PgBouncer transaction mode)",
-         [](const config& c) { return std::string(c.pg_prepared ? "on" : "off"); },
-         bool_setter(&config::pg_prepared)},
-        {"NEPTUN_PG_BATCH", "--pg-batch",
-         "on: updates that arrive together share one transaction and one commit",
-         [](const config& c) { return std::string(c.pg_batch ? "on" : "off"); },
-         bool_setter(&config::pg_batch)},
+         [](config& c, std::string_view v) {
+             return parse_number(v, std::size_t(4096), std::size_t(1) << 40, c.session_cache_bytes);
+         }},
+        duration(
+            "NEPTUN_SESSION_CACHE_MAX_AGE_MS", "--session-cache-max-age-ms",
+            "the longest a session is served from memory before Redis is asked again (also "
+            "never past the key's TTL)",
+            [](config& c) -> milliseconds& { return c.session_cache_max_age; }, 1),
+        number<unsigned>(
+            "NEPTUN_PG_POOL_SIZE", "--pg-pool-size", "PostgreSQL connections per I/O thread",
+            [](config& c) -> unsigned& { return c.service.pg.size; }, 1, 1000),
+        number<unsigned>(
+            "NEPTUN_PG_PIPELINE_DEPTH", "--pg-pipeline-depth",
+            "statements in flight on one PostgreSQL connection at most",
+            [](config& c) -> unsigned& { return c.service.pg.pipeline_depth; }, 1, 4096),
+        duration(
+            "NEPTUN_PG_POOL_WAIT_MS", "--pg-pool-wait-ms",
+            "time a request may wait for a PostgreSQL connection (then 503)",
+            [](config& c) -> milliseconds& { return c.service.pg.wait; }, 1),
+        duration(
+            "NEPTUN_PG_STATEMENT_TIMEOUT_MS", "--pg-statement-timeout-ms",
+            "PostgreSQL statement_timeout (then 503); below the handler timeout, by default 4/5 of "
+            "it",
+            [](config& c) -> milliseconds& { return c.service.pg.statement_timeout; }, 1),
+        duration(
+            "NEPTUN_PG_CONNECT_TIMEOUT_MS", "--pg-connect-timeout-ms",
+            "time to connect to PostgreSQL",
+            [](config& c) -> milliseconds& { return c.service.pg.connect_timeout; }, 1),
+        on_off("NEPTUN_PG_PREPARED", "--pg-prepared",
+               "on: named prepared statements; off: unnamed ones (PgBouncer transaction mode)",
+               [](config& c) -> bool& { return c.service.pg.prepared; }),
+        on_off("NEPTUN_PG_BATCH", "--pg-batch",
+               "on: updates that arrive together share one transaction and one commit",
+               [](config& c) -> bool& { return c.service.pg.batch; }),
     };
     return s;
 }
@@ -315,6 +330,9 @@ config defaults() {
     config c;
     unsigned cores = std::thread::hardware_concurrency();
     c.threads = cores == 0 ? 1 : cores;
+    c.service.pg.conninfo = "postgresql://postgres@127.0.0.1:5432/neptun";
+    std::string why;
+    c.service.redis.where = *redis::parse_url(c.redis_url, why);  // a valid default
     return c;
 }
 
@@ -323,10 +341,9 @@ std::string check_redis_tls(const config& c) {
     std::string why;
     auto url = redis::parse_url(c.redis_url, why);
     if (!url || !url->tls) return {};
-    if (c.redis_tls_cert_file.empty() != c.redis_tls_key_file.empty())
+    const auto& t = c.service.redis.tls;
+    if (t.cert_file.empty() != t.key_file.empty())
         return "invalid NEPTUN_REDIS_TLS_CERT_FILE/NEPTUN_REDIS_TLS_KEY_FILE: give both or neither";
-    redis::tls_options t{c.redis_tls_ca_file, c.redis_tls_cert_file, c.redis_tls_key_file,
-                         c.redis_tls_server_name};
     if (!redis::check_tls(t, why)) return "invalid NEPTUN_REDIS_TLS_* settings: " + why;
     return {};
 }
@@ -450,12 +467,12 @@ parse_result parse_config(const std::vector<std::string>& args,
     // left waiting: statement_timeout is 4/5 of the handler timeout unless set, and a value
     // set by hand must stay below it.
     if (!statement_timeout_set)
-        c.pg_statement_timeout =
-            std::max(milliseconds(1), c.handler_timeout - c.handler_timeout / 5);
-    else if (c.pg_statement_timeout >= c.handler_timeout)
+        c.service.pg.statement_timeout =
+            std::max(milliseconds(1), c.http.handler_timeout - c.http.handler_timeout / 5);
+    else if (c.service.pg.statement_timeout >= c.http.handler_timeout)
         return "invalid NEPTUN_PG_STATEMENT_TIMEOUT_MS (--pg-statement-timeout-ms): must be "
                "below NEPTUN_HANDLER_TIMEOUT_MS (" +
-               std::to_string(c.handler_timeout.count()) + ")";
+               std::to_string(c.http.handler_timeout.count()) + ")";
     if (c.cmd == command::serve) {
         if (auto err = check_redis_tls(c); !err.empty()) return err;
     }

@@ -11,6 +11,9 @@
 #include <variant>
 #include <vector>
 
+#include "neptun/net/limits.hpp"
+#include "neptun/projects/options.hpp"
+
 namespace neptun::app {
 
 using std::chrono::milliseconds;
@@ -31,49 +34,25 @@ struct config {
     endpoint admin_listen{"0.0.0.0", 9090};
     unsigned threads = 1;
 
+    // A setting lands in the options of the layer it configures: adding one is a field
+    // there and a row in src/app/config.cpp's table, nothing else.
+    net::limits http;                   // the connection loop's limits and deadlines
+    projects::service_options service;  // the Redis client, the PostgreSQL pool, the use case
+
+    // Kept as given, for what serve() derives rather than copies: the Redis address is
+    // parsed from the URL (service.redis.where is set from it too, for --help and checks),
+    // and the session cache's sizes are the whole process's, split among the threads.
     std::string redis_url = "redis://127.0.0.1:6379/0";
-    std::string database_url = "postgresql://postgres@127.0.0.1:5432/neptun";
-    std::string session_prefix = "neptun:session:";
-    bool require_if_match = false;
-
-    std::string log_level = "info";
-    log_format log_fmt = log_format::logfmt;
-    double access_log_sample = 1.0;
-
-    std::size_t max_connections = 10000;
-    std::size_t max_header_bytes = 8192;
-    std::size_t max_header_fields = 100;
-    std::size_t max_body_bytes = 65536;
-
-    milliseconds header_timeout{10000};
-    milliseconds body_timeout{10000};
-    milliseconds handler_timeout{5000};
-    milliseconds write_timeout{10000};
-    milliseconds idle_timeout{30000};
-    milliseconds shutdown_delay{0};
-    milliseconds shutdown_timeout{10000};
-    unsigned retry_after_s = 1;
-
-    milliseconds redis_connect_timeout{2000};
-    milliseconds redis_timeout{1000};
-    milliseconds redis_health_timeout{2000};
-    std::string redis_tls_ca_file;
-    std::string redis_tls_cert_file;
-    std::string redis_tls_key_file;
-    std::string redis_tls_server_name;
-
     bool session_cache = true;
-    std::size_t session_cache_entries = 100000;  // the whole process, split among threads
+    std::size_t session_cache_entries = 100000;
     std::size_t session_cache_bytes = 64u << 20;
     milliseconds session_cache_max_age{60000};
 
-    unsigned pg_pool_size = 4;
-    unsigned pg_pipeline_depth = 32;
-    milliseconds pg_pool_wait{1000};
-    milliseconds pg_statement_timeout{4000};  // 4/5 of handler_timeout unless set
-    milliseconds pg_connect_timeout{3000};
-    bool pg_prepared = true;
-    bool pg_batch = true;
+    std::string log_level = "info";
+    log_format log_fmt = log_format::logfmt;
+    milliseconds shutdown_delay{0};
+    milliseconds shutdown_timeout{10000};
+    unsigned retry_after_s = 1;
 };
 
 // One setting as --help shows it.

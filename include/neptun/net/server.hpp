@@ -21,6 +21,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "neptun/net/limits.hpp"
 #include "neptun/net/metrics.hpp"
 
 namespace neptun::net {
@@ -32,27 +33,6 @@ namespace http = boost::beast::http;
 using request = http::request<http::string_body>;
 using response = http::response<http::string_body>;
 using clock = std::chrono::steady_clock;
-
-struct limits {
-    std::size_t max_header_bytes = 8192;
-    std::size_t max_header_fields = 100;  // lines after the request line (431 past it)
-    std::size_t max_body_bytes = 65536;
-    std::size_t max_connections = 10000;
-    std::chrono::milliseconds header_timeout{10000};
-    std::chrono::milliseconds body_timeout{10000};
-    std::chrono::milliseconds handler_timeout{5000};
-    std::chrono::milliseconds write_timeout{10000};
-    std::chrono::milliseconds idle_timeout{30000};
-    double access_log_sample = 1.0;
-    std::size_t max_admin_connections = 64;
-};
-
-// What one connection may hold at most, from `limits` (docs/operations.md explains it).
-struct memory_bound {
-    std::size_t active;  // while a request is read, handled and answered
-    std::size_t idle;    // between requests on a keep-alive connection
-};
-memory_bound connection_memory_bound(const limits& lim);
 
 // What routing decided from a request's header, before its body is read: matched once,
 // the handler gets it with the request.

@@ -61,6 +61,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include "neptun/net/completion.hpp"
+#include "neptun/pg/options.hpp"
 #include "neptun/pg/result.hpp"
 
 namespace neptun::pg {
@@ -73,20 +74,6 @@ struct statement {
     // Writes that may share a transaction with others that arrive at the same time (one
     // commit, one WAL flush for all of them). Each must touch only the row named by its key.
     bool batchable = false;
-};
-
-struct options {
-    std::string conninfo;  // any libpq URI or key=value string
-    unsigned size = 4;     // connections in this pool
-    unsigned pipeline_depth = 32;
-    std::chrono::milliseconds wait{1000};
-    std::chrono::milliseconds statement_timeout{4000};  // below the handler's deadline
-    std::chrono::milliseconds connect_timeout{3000};
-    std::chrono::milliseconds backoff_min{100};
-    std::chrono::milliseconds backoff_max{5000};
-    bool prepared = true;  // off: unnamed statements, for PgBouncer in transaction mode
-    bool batch = true;     // coalesce batchable statements into one transaction
-    unsigned max_batch = 64;
 };
 
 class pool {

@@ -10,17 +10,11 @@
 #include "neptun/http/router.hpp"
 #include "neptun/net/server.hpp"
 #include "neptun/pg/pool.hpp"
+#include "neptun/projects/options.hpp"
 #include "neptun/redis/client.hpp"
 #include "neptun/redis/session_store.hpp"
 
 namespace neptun::projects {
-
-struct service_options {
-    redis::options redis;
-    pg::options pg;
-    std::string session_prefix = "neptun:session:";
-    bool require_if_match = false;  // 428 for a PATCH without If-Match
-};
 
 // The statements every pool prepares, by index.
 enum statement_index : std::size_t {

@@ -43,6 +43,37 @@ bool contains(std::string_view haystack, std::string_view needle) {
 
 BOOST_AUTO_TEST_SUITE(app_config)
 
+BOOST_AUTO_TEST_CASE(settings_land_in_the_options_of_their_layer) {
+    // The defaults are the layers' own.
+    auto d = parse_ok({}, {});
+    BOOST_TEST(d.service.redis.where.host == "127.0.0.1");
+    BOOST_TEST(d.service.redis.where.port == 6379u);
+    BOOST_TEST(d.service.redis.command_timeout.count() == 1000);
+    BOOST_TEST(d.http.idle_timeout.count() == 30000);
+    BOOST_TEST(d.service.pg.size == 4u);
+    BOOST_TEST(d.service.pg.statement_timeout.count() == 4000);  // 4/5 of the handler's 5 s
+    // Each variable writes its layer's field, nothing in between.
+    auto c = parse_ok({"--redis-url", "redis://:pw@10.0.0.9:7001/3"},
+                      {{"NEPTUN_REDIS_TIMEOUT_MS", "750"},
+                       {"NEPTUN_REDIS_TLS_SERVER_NAME", "cache.internal"},
+                       {"NEPTUN_MAX_HEADER_FIELDS", "50"},
+                       {"NEPTUN_IDLE_TIMEOUT_MS", "1234"},
+                       {"NEPTUN_PG_PIPELINE_DEPTH", "7"},
+                       {"NEPTUN_PG_BATCH", "off"},
+                       {"NEPTUN_REQUIRE_IF_MATCH", "on"}});
+    BOOST_TEST(c.service.redis.where.host == "10.0.0.9");
+    BOOST_TEST(c.service.redis.where.port == 7001u);
+    BOOST_TEST(c.service.redis.where.db == 3u);
+    BOOST_TEST(c.service.redis.where.password == "pw");
+    BOOST_TEST(c.service.redis.command_timeout.count() == 750);
+    BOOST_TEST(c.service.redis.tls.server_name == "cache.internal");
+    BOOST_TEST(c.http.max_header_fields == 50u);
+    BOOST_TEST(c.http.idle_timeout.count() == 1234);
+    BOOST_TEST(c.service.pg.pipeline_depth == 7u);
+    BOOST_TEST(!c.service.pg.batch);
+    BOOST_TEST(c.service.require_if_match);
+}
+
 BOOST_AUTO_TEST_CASE(defaults_with_an_empty_environment) {
     auto c = parse_ok({}, {});
     BOOST_TEST((c.cmd == command::serve));
@@ -53,11 +84,11 @@ BOOST_AUTO_TEST_CASE(defaults_with_an_empty_environment) {
     unsigned cores = std::thread::hardware_concurrency();
     BOOST_TEST(c.threads == (cores == 0 ? 1u : cores));
     BOOST_TEST(c.redis_url == "redis://127.0.0.1:6379/0");
-    BOOST_TEST(c.database_url == "postgresql://postgres@127.0.0.1:5432/neptun");
-    BOOST_TEST(c.session_prefix == "neptun:session:");
+    BOOST_TEST(c.service.pg.conninfo == "postgresql://postgres@127.0.0.1:5432/neptun");
+    BOOST_TEST(c.service.session_prefix == "neptun:session:");
     BOOST_TEST(c.log_level == "info");
-    BOOST_TEST(c.max_header_bytes == 8192u);
-    BOOST_TEST(c.max_body_bytes == 65536u);
+    BOOST_TEST(c.http.max_header_bytes == 8192u);
+    BOOST_TEST(c.http.max_body_bytes == 65536u);
     BOOST_TEST(c.retry_after_s == 1u);
 }
 
@@ -83,33 +114,34 @@ BOOST_AUTO_TEST_CASE(environment_sets_each_setting) {
     BOOST_TEST(c.admin_listen.port == 19090u);
     BOOST_TEST(c.threads == 3u);
     BOOST_TEST(c.redis_url == "redis://:pw@10.0.0.1:7000/2");
-    BOOST_TEST(c.database_url == "postgresql://u@db.internal:6432/x");
-    BOOST_TEST(c.session_prefix == "sess:");
+    BOOST_TEST(c.service.pg.conninfo == "postgresql://u@db.internal:6432/x");
+    BOOST_TEST(c.service.session_prefix == "sess:");
     BOOST_TEST(c.log_level == "debug");
     BOOST_TEST((c.log_fmt == neptun::app::log_format::json));
-    BOOST_TEST(c.access_log_sample == 0.01);
-    BOOST_TEST(c.max_header_bytes == 4096u);
-    BOOST_TEST(c.max_body_bytes == 1024u);
-    BOOST_TEST(c.handler_timeout.count() == 250);
+    BOOST_TEST(c.http.access_log_sample == 0.01);
+    BOOST_TEST(c.http.max_header_bytes == 4096u);
+    BOOST_TEST(c.http.max_body_bytes == 1024u);
+    BOOST_TEST(c.http.handler_timeout.count() == 250);
     BOOST_TEST(c.retry_after_s == 5u);
-    BOOST_TEST(!c.pg_prepared);
-    BOOST_TEST(c.pg_pool_size == 8u);
+    BOOST_TEST(!c.service.pg.prepared);
+    BOOST_TEST(c.service.pg.size == 8u);
 }
 
 // The database gives up before the handler: statement_timeout is 4/5 of the handler
 // timeout unless set, and one set by hand must be below it.
 BOOST_AUTO_TEST_CASE(the_statement_timeout_stays_below_the_handler_timeout) {
-    BOOST_TEST(parse_ok({}, {}).pg_statement_timeout.count() == 4000);
-    BOOST_TEST(parse_ok({}, {}).handler_timeout.count() == 5000);
-    BOOST_TEST(parse_ok({}, {{"NEPTUN_HANDLER_TIMEOUT_MS", "1000"}}).pg_statement_timeout.count() ==
-               800);
-    BOOST_TEST(parse_ok({"--handler-timeout-ms", "2000"}, {}).pg_statement_timeout.count() == 1600);
+    BOOST_TEST(parse_ok({}, {}).service.pg.statement_timeout.count() == 4000);
+    BOOST_TEST(parse_ok({}, {}).http.handler_timeout.count() == 5000);
+    BOOST_TEST(parse_ok({}, {{"NEPTUN_HANDLER_TIMEOUT_MS", "1000"}})
+                   .service.pg.statement_timeout.count() == 800);
     BOOST_TEST(
-        parse_ok({}, {{"NEPTUN_PG_STATEMENT_TIMEOUT_MS", "4999"}}).pg_statement_timeout.count() ==
-        4999);
+        parse_ok({"--handler-timeout-ms", "2000"}, {}).service.pg.statement_timeout.count() ==
+        1600);
+    BOOST_TEST(parse_ok({}, {{"NEPTUN_PG_STATEMENT_TIMEOUT_MS", "4999"}})
+                   .service.pg.statement_timeout.count() == 4999);
     BOOST_TEST(
         parse_ok({"--pg-statement-timeout-ms", "100"}, {{"NEPTUN_HANDLER_TIMEOUT_MS", "400"}})
-            .pg_statement_timeout.count() == 100);
+            .service.pg.statement_timeout.count() == 100);
     BOOST_TEST(parse_error({}, {{"NEPTUN_PG_STATEMENT_TIMEOUT_MS", "5000"}}) ==
                "invalid NEPTUN_PG_STATEMENT_TIMEOUT_MS (--pg-statement-timeout-ms): must be below "
                "NEPTUN_HANDLER_TIMEOUT_MS (5000)");
@@ -138,9 +170,9 @@ BOOST_AUTO_TEST_CASE(flag_overrides_environment) {
 
 BOOST_AUTO_TEST_CASE(flag_value_may_contain_equals_signs) {
     auto c = parse_ok({"--database-url=host=db port=5432 dbname=neptun"}, {});
-    BOOST_TEST(c.database_url == "host=db port=5432 dbname=neptun");
+    BOOST_TEST(c.service.pg.conninfo == "host=db port=5432 dbname=neptun");
     auto spaced = parse_ok({"--database-url", "host=db port=5432"}, {});
-    BOOST_TEST(spaced.database_url == "host=db port=5432");
+    BOOST_TEST(spaced.service.pg.conninfo == "host=db port=5432");
 }
 
 BOOST_AUTO_TEST_CASE(flags_for_listeners) {
@@ -157,7 +189,7 @@ BOOST_AUTO_TEST_CASE(commands) {
     BOOST_TEST((parse_ok({}, {}).cmd == command::serve));
     auto m = parse_ok({"migrate", "--database-url", "postgresql://x@h/db"}, {});
     BOOST_TEST((m.cmd == command::migrate));
-    BOOST_TEST(m.database_url == "postgresql://x@h/db");
+    BOOST_TEST(m.service.pg.conninfo == "postgresql://x@h/db");
     BOOST_TEST((parse_ok({"--threads", "2", "migrate"}, {}).cmd == command::migrate));
     BOOST_TEST((parse_ok({"--help"}, {}).cmd == command::help));
     BOOST_TEST((parse_ok({"-h"}, {}).cmd == command::help));
@@ -228,8 +260,8 @@ BOOST_AUTO_TEST_CASE(thread_count_limits) {
 }
 
 BOOST_AUTO_TEST_CASE(access_log_sample_limits) {
-    BOOST_TEST(parse_ok({}, {{"NEPTUN_ACCESS_LOG_SAMPLE", "0"}}).access_log_sample == 0.0);
-    BOOST_TEST(parse_ok({}, {{"NEPTUN_ACCESS_LOG_SAMPLE", "1"}}).access_log_sample == 1.0);
+    BOOST_TEST(parse_ok({}, {{"NEPTUN_ACCESS_LOG_SAMPLE", "0"}}).http.access_log_sample == 0.0);
+    BOOST_TEST(parse_ok({}, {{"NEPTUN_ACCESS_LOG_SAMPLE", "1"}}).http.access_log_sample == 1.0);
 }
 
 BOOST_AUTO_TEST_CASE(unknown_flags_and_arguments_are_errors) {

@@ -47,8 +47,10 @@ class write_load {
 
     // From now on the fault is in effect: back_after() measures from here.
     void mark_fault() { fault_at_ = steady::now().time_since_epoch().count(); }
-    // From the fault to the acknowledgement of the first write sent after it.
+    // From the fault to the acknowledgement of the first write sent after it (max() if
+    // none was).
     std::chrono::milliseconds back_after() const {
+        if (first_ok_after_ == 0 || fault_at_ == 0) return std::chrono::milliseconds::max();
         return std::chrono::duration_cast<std::chrono::milliseconds>(
             steady::duration(first_ok_after_.load() - fault_at_.load()));
     }
@@ -72,6 +74,7 @@ class write_load {
     // After stop(): every acknowledged write is in the row `description_of` reads; a write
     // answered 503 may or may not have committed, so the row holds the last 200 or one more.
     void check_survived(const std::function<std::string(std::int64_t project_id)>& description_of) {
+        stop();  // the clients' counts are final only once they are joined
         for (std::size_t c = 0; c < users_.size(); ++c) {
             auto text = description_of(users_[c].project_id);
             BOOST_REQUIRE_MESSAGE(!text.empty(), "no row for project " << users_[c].project_id);
@@ -83,6 +86,14 @@ class write_load {
 
   private:
     void run(std::size_t c) {
+        try {
+            write(c);
+        } catch (const std::exception&) {
+            ++other_;  // a client that throws counts as a wrong answer, never a terminate
+        }
+    }
+
+    void write(std::size_t c) {
         const auto& u = users_[c];
         for (long v = 1; !stop_; ++v) {
             auto sent = steady::now().time_since_epoch().count();

@@ -98,19 +98,20 @@ std::string stores::project_field(std::int64_t project_id, const std::string& co
 }
 
 std::string stores::project_body(std::int64_t project_id, const std::string& db) {
-    const std::string stamp = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
+    // A timestamp as the server writes it, or null.
+    auto stamp = [](const std::string& column) {
+        return "coalesce('\"' || to_char(" + column +
+               ", 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') || '\"', 'null')";
+    };
     return project_field(project_id,
                          "'{\"project\":{\"id\":' || id || ',\"name\":' || to_json(name)::text || "
                          "',\"description\":' || coalesce(to_json(description)::text, 'null') || "
                          "',\"project_type\":' || to_json(type::text)::text || "
                          "',\"programming_language\":' || to_json(main_language::text)::text || "
-                         "',\"created_at\":\"' || to_char(created_at, " +
-                             stamp +
-                             ") || "
-                             "'\",\"updated_at\":\"' || to_char(updated_at, " +
-                             stamp +
-                             ") || "
-                             "'\",\"neptun_user_id\":' || neptun_user_id || '}}'",
+                         "',\"created_at\":' || " +
+                             stamp("created_at") + " || ',\"updated_at\":' || " +
+                             stamp("updated_at") +
+                             " || ',\"neptun_user_id\":' || neptun_user_id || '}}'",
                          db);
 }
 

@@ -137,6 +137,12 @@ boost::asio::awaitable<net::response> api_service::handle(net::request& req,
         co_return http::error_response(problem::unauthorized);
 
     auto session = co_await sessions_.user_for(cookie.token, deadline);
+    if (!session.event.empty())
+        net::log::warn(
+            session.event,
+            {{session.field, std::string_view(session.detail)},
+             {"request_id", std::string_view(req["X-Request-Id"])},
+             {"trace_id", net::trace_id_of(req["traceparent"]).value_or(std::string_view())}});
     switch (session.status) {
         case redis::session_status::ok:
             break;

@@ -2,8 +2,6 @@
 
 #include <boost/json.hpp>
 
-#include "neptun/net/log.hpp"
-
 namespace neptun::redis {
 
 std::optional<std::int64_t> user_id_from_session(std::string_view json) {
@@ -44,21 +42,19 @@ boost::asio::awaitable<session_lookup> session_store::user_for(
         case reply::kind::error:
         case reply::kind::integer:
             // e.g. WRONGTYPE for a key that is not a string; LOADING or NOAUTH are outages.
-            if (rep.value.starts_with("WRONGTYPE")) {
-                net::log::warn("session_unreadable", {{"reason", "not a string value"}});
-                co_return session_lookup{session_status::invalid, 0};
-            }
+            if (rep.value.starts_with("WRONGTYPE"))
+                co_return session_lookup{session_status::invalid, 0, "session_unreadable", "reason",
+                                         "not a string value"};
             // The client keeps only the error's first word: the rest may echo the key.
-            net::log::warn("redis_error_reply", {{"reply", rep.value}});
-            co_return session_lookup{session_status::unavailable, 0};
+            co_return session_lookup{session_status::unavailable, 0, "redis_error_reply", "reply",
+                                     std::move(rep.value)};
         case reply::kind::string:
             break;
     }
     auto id = user_id_from_session(rep.value);
-    if (!id) {
-        net::log::warn("session_unreadable", {{"reason", "no integer user.id"}});
-        co_return session_lookup{session_status::invalid, 0};
-    }
+    if (!id)
+        co_return session_lookup{session_status::invalid, 0, "session_unreadable", "reason",
+                                 "no integer user.id"};
     if (ticket) {
         // The TTL, read after the value: the ticket is still open, so a change in between
         // voids it. Only this first lookup of a session pays the second round trip.

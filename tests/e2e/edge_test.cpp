@@ -190,6 +190,36 @@ BOOST_AUTO_TEST_CASE(a_valid_client_request_id_is_echoed_and_logged_with_the_tra
     }
 }
 
+// A store problem met by a request is logged with that request's id and trace id
+// (CONTRACT.md §1.3): a session value that is not a string, and one without a user id.
+BOOST_AUTO_TEST_CASE(session_problems_are_logged_with_the_request_id) {
+    const std::string trace = "0af7651916cd43dd8448eb211c80319c";
+    auto u = seed_user();
+    stores::redis({"DEL", "neptun:session:" + u.token});
+    stores::redis({"HSET", "neptun:session:" + u.token, "user", "1"});
+    auto r = http_request(srv.port, "GET", u.path(),
+                          auth(u, {{"X-Request-Id", "hash-session-1"},
+                                   {"traceparent", "00-" + trace + "-b7ad6b7169203331-01"}}));
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 401);
+    BOOST_TEST(
+        srv.process.wait_for_log(
+            "event=session_unreadable reason=\"not a string value\" request_id=hash-session-1 "
+            "trace_id=" +
+                trace,
+            5s),
+        srv.process.log());
+    auto v = seed_user();
+    stores::redis({"SET", "neptun:session:" + v.token, R"({"user":{}})"});
+    auto w = http_request(srv.port, "GET", v.path(), auth(v, {{"X-Request-Id", "no-user-id-1"}}));
+    BOOST_REQUIRE(w);
+    BOOST_TEST(w->status == 401);
+    BOOST_TEST(
+        srv.process.wait_for_log(
+            "event=session_unreadable reason=\"no integer user.id\" request_id=no-user-id-1", 5s),
+        srv.process.log());
+}
+
 BOOST_AUTO_TEST_CASE(the_header_field_count_is_capped) {
     auto u = seed_user();
     auto with_fields = [&](int n) {

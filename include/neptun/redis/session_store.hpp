@@ -24,6 +24,11 @@ enum class session_status {
 struct session_lookup {
     session_status status = session_status::unavailable;
     std::int64_t user_id = 0;
+    // What the caller should log, with the request's id, when the lookup met a value or a
+    // reply it could not use: the event, one field and its value. Empty otherwise.
+    std::string_view event{};
+    std::string_view field{};
+    std::string detail{};
 };
 
 // The positive integer `user.id` of a session value, or nothing.

@@ -1,14 +1,21 @@
 // CONTRACT.md §1.3 over raw sockets: trailers, chunk extensions, Host, bytes that cannot
 // begin a request, empty lines before it, Date and X-Request-Id on every response, the
 // header field cap, lingering close on the normal path, keep-alive during the shutdown
-// delay, and the admin port through the drain and past its connection cap.
+// delay, the admin port through the drain and past its connection cap, and the accept
+// loops out of descriptors.
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <regex>
 #include <set>
+#include <sstream>
+#include <thread>
 
 #include "e2e/common.hpp"
 
@@ -357,6 +364,73 @@ BOOST_AUTO_TEST_CASE(a_tiny_access_log_sample_is_accepted) {
     srv.process.signal(SIGTERM);
     BOOST_TEST(srv.process.wait_exit(10s) == 0);
     BOOST_TEST(srv.process.count_in_log("event=access") == 1u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+// User and system CPU time a process has used so far (/proc/<pid>/stat, fields 14 and 15).
+double cpu_seconds(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto after_name = stat.rfind(')');  // the command name may hold spaces
+    if (after_name == std::string::npos) return -1;
+    std::istringstream fields(stat.substr(after_name + 2));
+    std::string f;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && fields >> f; ++i)
+        if (i >= 14) ticks += std::stod(f);
+    return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+std::size_t open_descriptors(pid_t pid) {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+        ++n;
+    return n;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(accept_loops)
+
+// Out of descriptors (EMFILE), the accept loops of the API port and of the admin port pause
+// and retry instead of spinning, and both serve again once descriptors are free.
+BOOST_AUTO_TEST_CASE(out_of_descriptors_the_accept_loops_pause_and_recover) {
+    server_process srv(base_env({{"NEPTUN_THREADS", "1"}}));
+    BOOST_REQUIRE(srv.wait_ready());
+    const pid_t pid = srv.process.pid();
+    rlimit before{};
+    BOOST_REQUIRE(::prlimit(pid, RLIMIT_NOFILE, nullptr, &before) == 0);
+    const rlimit tight{open_descriptors(pid) + 1, before.rlim_max};
+    BOOST_REQUIRE(::prlimit(pid, RLIMIT_NOFILE, &tight, nullptr) == 0);
+    // The kernel completes these handshakes into the backlogs; accept(2) then fails.
+    std::vector<std::unique_ptr<http_connection>> held;
+    for (int i = 0; i < 4; ++i) {
+        held.push_back(std::make_unique<http_connection>(srv.port));
+        held.push_back(std::make_unique<http_connection>(srv.admin_port));
+    }
+    BOOST_REQUIRE(srv.process.wait_for_log("event=accept_failed listener=api", 5s));
+    BOOST_REQUIRE(srv.process.wait_for_log("event=accept_failed listener=admin", 5s));
+    // A measured window, not a wait: a spinning accept loop would burn all of it.
+    const double cpu_start = cpu_seconds(pid);
+    std::this_thread::sleep_for(1s);
+    const double used = cpu_seconds(pid) - cpu_start;
+    BOOST_TEST_MESSAGE("CPU while out of descriptors: " << used << " s in 1 s");
+    BOOST_TEST(used < 0.3);
+    // Descriptors back: the waiting connections are accepted and answered.
+    BOOST_REQUIRE(::prlimit(pid, RLIMIT_NOFILE, &before, nullptr) == 0);
+    auto u = seed_user();
+    for (std::size_t i = 0; i < held.size(); ++i) {
+        const bool admin = i % 2 == 1;
+        held[i]->send(admin ? build_request("GET", "/livez")
+                            : build_request("GET", u.path(), auth(u)));
+        auto r = held[i]->read_response();
+        BOOST_REQUIRE_MESSAGE(r, "connection " << i << " got no answer");
+        BOOST_TEST(r->status == 200, "connection " << i);
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

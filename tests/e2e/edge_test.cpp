@@ -394,7 +394,16 @@ std::size_t open_descriptors(pid_t pid) {
 
 }  // namespace
 
-BOOST_AUTO_TEST_SUITE(accept_loops)
+// The sanitizers' runtimes need descriptors of their own (UBSan's vptr check probes memory
+// through a pipe), so out of descriptors they report errors that are not ours: the release
+// build runs this suite.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool runs_out_of_descriptors = false;
+#else
+constexpr bool runs_out_of_descriptors = true;
+#endif
+
+BOOST_AUTO_TEST_SUITE(accept_loops, *boost::unit_test::enable_if<runs_out_of_descriptors>())
 
 // Out of descriptors (EMFILE), the accept loops of the API port and of the admin port pause
 // and retry instead of spinning, and both serve again once descriptors are free.
@@ -412,8 +421,10 @@ BOOST_AUTO_TEST_CASE(out_of_descriptors_the_accept_loops_pause_and_recover) {
         held.push_back(std::make_unique<http_connection>(srv.port));
         held.push_back(std::make_unique<http_connection>(srv.admin_port));
     }
-    BOOST_REQUIRE(srv.process.wait_for_log("event=accept_failed listener=api", 5s));
-    BOOST_REQUIRE(srv.process.wait_for_log("event=accept_failed listener=admin", 5s));
+    BOOST_REQUIRE_MESSAGE(srv.process.wait_for_log("event=accept_failed listener=api", 5s),
+                          srv.process.log());
+    BOOST_REQUIRE_MESSAGE(srv.process.wait_for_log("event=accept_failed listener=admin", 5s),
+                          srv.process.log());
     // A measured window, not a wait: a spinning accept loop would burn all of it.
     const double cpu_start = cpu_seconds(pid);
     std::this_thread::sleep_for(1s);

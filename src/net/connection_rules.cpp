@@ -68,22 +68,17 @@ verdict after_body(body_read read, bool fields_grew) {
                     .status = bhttp::status::payload_too_large,
                     .message = "Payload too large",
                     .label_from_route = true};
-        case body_read::trailers:
-            return {.step = next_step::refuse,
-                    .status = bhttp::status::bad_request,
-                    .message = "Trailer fields are not accepted",
-                    .framing_refusal = true,
-                    .label_from_route = true};
         case body_read::malformed:
             return {.step = next_step::refuse,
                     .status = bhttp::status::bad_request,
                     .message = "Malformed request body",
                     .label_from_route = true};
+        case body_read::trailers:  // seen by the chunk callback, before Beast merged them
         case body_read::complete:
             break;
     }
     // Beast merges trailer fields into the header: a field a proxy never saw must not count.
-    if (fields_grew)
+    if (read == body_read::trailers || fields_grew)
         return {.step = next_step::refuse,
                 .status = bhttp::status::bad_request,
                 .message = "Trailer fields are not accepted",

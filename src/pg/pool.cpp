@@ -94,7 +94,6 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     std::deque<std::unique_ptr<job>> waiting;
     key_pins pins;      // key -> the connection with its in-flight writes
     batcher collector;  // batchable writes of this turn of the event loop
-    bool collect_posted = false;
     asio::steady_timer tick_timer;
     asio::ip::tcp::resolver resolver;
     std::mt19937 rng;
@@ -380,9 +379,7 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
     // statement or a lock conflict with someone else's transaction fails nobody else.
     void batch_finished(conn& c, std::unique_ptr<job> b) {
         auto& m = global_stats();
-        // Decided for all parts first: the resends below pin their keys again.
-        auto fates = settle_batch(*b, pins);
-        if (batch_committed(*b)) {
+        if (batch_committed(*b)) {  // the common case: every part answered, nothing to settle
             m.batches.fetch_add(1, std::memory_order_relaxed);
             m.batched_statements.fetch_add(b->parts.size(), std::memory_order_relaxed);
             for (auto& p : b->parts) {
@@ -398,6 +395,8 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
                 break;
             }
         }
+        // Decided for all parts first: the resends below pin their keys again.
+        auto fates = settle_batch(*b, pins);
         for (std::size_t i = 0; i < b->parts.size(); ++i) {
             auto& p = b->parts[i];
             switch (fates[i]) {
@@ -565,18 +564,14 @@ struct pool::impl : std::enable_shared_from_this<pool::impl> {
         }
         if (opts.batch && statements[j->stmt].batchable) {
             // Writes that arrive in the same turn of the event loop leave together.
-            collector.add(std::move(j));
-            if (!collect_posted) {
-                collect_posted = true;
+            if (collector.add(std::move(j)))  // the first of this turn schedules the cut
                 asio::post(ioc, [self = shared_from_this()] { self->flush_collected(); });
-            }
             return;
         }
         dispatch(std::move(j));
     }
 
     void flush_collected() {
-        collect_posted = false;
         for (auto& j : collector.cut(pins, static_cast<unsigned>(conns.size())))
             dispatch(std::move(j));
     }

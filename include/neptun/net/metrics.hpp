@@ -33,6 +33,13 @@ class histogram {
 void append_metric(std::string& out, std::string_view name, std::string_view help, double value,
                    std::string_view type = "counter");
 void append_number(std::string& out, double v);
+// The same for a counter or gauge of a layer's stats.
+template <typename T>
+void append_metric(std::string& out, std::string_view name, std::string_view help,
+                   const std::atomic<T>& value, std::string_view type = "counter") {
+    append_metric(out, name, help, static_cast<double>(value.load(std::memory_order_relaxed)),
+                  type);
+}
 
 // A route's name in the request metrics. The layer that owns a route names it (the router
 // does, when it is built); net itself knows only "unmatched". Naming is thread-safe and

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -59,24 +60,35 @@ void append_value(std::string& out, const field::value_type& v, format fmt) {
                 int n = std::snprintf(buf, sizeof buf, "%.6g", x);
                 out.append(buf, static_cast<std::size_t>(n));
             } else {
-                out += std::to_string(x);
+                char buf[24];
+                auto r = std::to_chars(buf, buf + sizeof buf, x);
+                out.append(buf, r.ptr);
             }
         },
         v);
 }
 
-std::string timestamp() {
+// "2026-12-04T19:30:01.123Z": the part up to the second is formatted once a second per
+// thread, the milliseconds for every line.
+void append_timestamp(std::string& out) {
     using namespace std::chrono;
+    thread_local std::time_t cached_at = -1;
+    thread_local char cached[80];
     auto now = system_clock::now();
     auto t = system_clock::to_time_t(now);
-    auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<int>(ms));
-    return buf;
+    if (t != cached_at) {
+        std::tm tm{};
+        gmtime_r(&t, &tm);
+        std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_at = t;
+    }
+    auto ms = static_cast<int>(duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000);
+    out.append(cached, 20);
+    const char digits[4] = {static_cast<char>('0' + ms / 100),
+                            static_cast<char>('0' + ms / 10 % 10), static_cast<char>('0' + ms % 10),
+                            'Z'};
+    out.append(digits, 4);
 }
 
 }  // namespace
@@ -100,13 +112,13 @@ bool enabled(level l) {
     return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed);
 }
 
-std::string format_line(level l, std::string_view event, std::initializer_list<field> fields,
-                        format fmt) {
-    std::string out;
-    out.reserve(128);
+namespace {
+
+void append_line(std::string& out, level l, std::string_view event,
+                 std::initializer_list<field> fields, format fmt) {
     if (fmt == format::json) {
         out += "{\"ts\":\"";
-        out += timestamp();
+        append_timestamp(out);
         out += "\",\"level\":\"";
         out += level_name(l);
         out += "\",\"event\":\"";
@@ -121,7 +133,7 @@ std::string format_line(level l, std::string_view event, std::initializer_list<f
         out += "}\n";
     } else {
         out += "ts=";
-        out += timestamp();
+        append_timestamp(out);
         out += " level=";
         out += level_name(l);
         out += " event=";
@@ -134,6 +146,14 @@ std::string format_line(level l, std::string_view event, std::initializer_list<f
         }
         out += '\n';
     }
+}
+
+}  // namespace
+
+std::string format_line(level l, std::string_view event, std::initializer_list<field> fields,
+                        format fmt) {
+    std::string out;
+    append_line(out, l, event, fields, fmt);
     return out;
 }
 
@@ -251,8 +271,11 @@ std::uint64_t dropped_lines() {
 
 void write(level l, std::string_view event, std::initializer_list<field> fields) {
     if (!enabled(l)) return;
-    auto line = format_line(l, event, fields,
-                            static_cast<format>(g_format.load(std::memory_order_relaxed)));
+    // Formatted into this thread's own buffer: no allocation per line once it has grown.
+    thread_local std::string line;
+    line.clear();
+    append_line(line, l, event, fields,
+                static_cast<format>(g_format.load(std::memory_order_relaxed)));
     if (sink().running())
         sink().push(line);
     else

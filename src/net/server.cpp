@@ -3,7 +3,6 @@
 #include <cctype>
 #include <list>
 #include <random>
-#include <sstream>
 #include <system_error>
 
 #include <boost/asio.hpp>
@@ -14,6 +13,7 @@
 #include "neptun/net/framing.hpp"
 #include "neptun/net/log.hpp"
 #include "neptun/net/protocol.hpp"
+#include "neptun/net/response_head.hpp"
 #include "neptun/net/text.hpp"
 
 namespace neptun::net {
@@ -52,41 +52,131 @@ asio::ip::tcp::acceptor open_acceptor(asio::io_context& ioc, const asio::ip::tcp
     return acceptor;
 }
 
-// A connection's place in its listener's registry: lets a drain find the idle ones.
+// A connection's place in its listener's registry: lets a drain find the idle ones, and the
+// idle sweep close those past NEPTUN_IDLE_TIMEOUT_MS.
 struct connection_slot {
     beast::tcp_stream* stream = nullptr;
+    clock::time_point idle_since{};
     bool idle = false;
+    bool expired = false;  // closed by the idle sweep
+};
+
+// A listener's connections, touched only from its own thread. Idle connections are timed
+// out by one timer per listener rather than one armed timer each (10 000 idle connections
+// would otherwise keep 10 000 entries in the timer queue that every request's timers pay
+// for): a slot moves to the back of the list when its connection goes idle, so the idle
+// slots stand in the order they went idle, and a sweep stops at the first one not yet due.
+class connection_registry {
+  public:
+    using slot = std::list<connection_slot>::iterator;
+
+    explicit connection_registry(clock::duration idle_timeout) : idle_timeout_(idle_timeout) {}
+    connection_registry(const connection_registry&) = delete;
+    connection_registry& operator=(const connection_registry&) = delete;
+
+    // The sweep's timer runs on `ex`; `forget_timer` before that executor's io_context is
+    // destroyed.
+    void use_executor(const asio::any_io_executor& ex) { timer_.emplace(ex); }
+    void forget_timer() { timer_.reset(); }
+
+    slot add(beast::tcp_stream& stream) { return slots_.insert(slots_.end(), {&stream}); }
+    void remove(slot s) { slots_.erase(s); }
+    std::size_t size() const { return slots_.size(); }
+
+    void go_idle(slot s) {
+        s->idle = true;
+        s->expired = false;
+        s->idle_since = clock::now();
+        slots_.splice(slots_.end(), slots_, s);
+        if (!armed_ && !stopped_) arm(s->idle_since + idle_timeout_);
+    }
+    // Returns whether the sweep closed the connection while it waited.
+    bool wake(slot s) {
+        s->idle = false;
+        return s->expired;
+    }
+
+    // The drain: every idle connection's wait is cancelled and the sweep stops, so that the
+    // io_context runs out of work once the busy ones are done.
+    void close_idle() {
+        stopped_ = true;
+        if (timer_) timer_->cancel();
+        for (auto& s : slots_)
+            if (s.idle) cancel(s);
+    }
+
+  private:
+    static void cancel(connection_slot& s) {
+        boost::system::error_code ec;
+        s.stream->socket().cancel(ec);
+    }
+
+    void arm(clock::time_point at) {
+        if (!timer_) return;
+        armed_ = true;
+        timer_->expires_at(at);
+        timer_->async_wait([alive = std::weak_ptr<connection_registry*>(self_)](
+                               const boost::system::error_code& ec) {
+            auto self = alive.lock();
+            if (!self) return;  // the registry is gone
+            (*self)->armed_ = false;
+            if (!ec) (*self)->sweep();
+        });
+    }
+
+    void sweep() {
+        if (stopped_) return;
+        const auto now = clock::now();
+        for (auto& s : slots_) {
+            if (!s.idle || s.expired) continue;
+            auto due = s.idle_since + idle_timeout_;
+            if (due > now) {
+                arm(due);
+                return;
+            }
+            s.expired = true;
+            cancel(s);
+        }
+    }
+
+    clock::duration idle_timeout_;
+    std::list<connection_slot> slots_;
+    std::optional<asio::steady_timer> timer_;
+    std::shared_ptr<connection_registry*> self_ = std::make_shared<connection_registry*>(this);
+    bool armed_ = false;
+    bool stopped_ = false;
 };
 
 // Holds a registry entry for exactly as long as the connection runs, on every path out.
 class slot_guard {
   public:
-    slot_guard(std::list<connection_slot>& registry, beast::tcp_stream& stream)
-        : registry_(registry), it_(registry.insert(registry.end(), {&stream, false})) {}
-    ~slot_guard() { registry_.erase(it_); }
+    slot_guard(connection_registry& registry, beast::tcp_stream& stream)
+        : registry_(registry), slot_(registry.add(stream)) {}
+    ~slot_guard() { registry_.remove(slot_); }
     slot_guard(const slot_guard&) = delete;
     slot_guard& operator=(const slot_guard&) = delete;
-    connection_slot* operator->() { return &*it_; }
+    connection_registry::slot get() const { return slot_; }
 
   private:
-    std::list<connection_slot>& registry_;
-    std::list<connection_slot>::iterator it_;
+    connection_registry& registry_;
+    connection_registry::slot slot_;
 };
 
 // Request ids of one listener thread: a random prefix per thread and a counter, unique
 // across the fleet with overwhelming likelihood and cheap to make.
 class request_ids {
   public:
+    static constexpr std::size_t max_size = 40;
     request_ids() {
         std::random_device rd;
         auto r = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
         std::snprintf(prefix_, sizeof prefix_, "%016llx", static_cast<unsigned long long>(r));
     }
-    std::string next() {
-        char buf[40];
-        int n = std::snprintf(buf, sizeof buf, "%s-%llx", prefix_,
+    // Writes the next id into `out` (max_size bytes), returns its length.
+    std::size_t next(char* out) {
+        int n = std::snprintf(out, max_size, "%s-%llx", prefix_,
                               static_cast<unsigned long long>(++counter_));
-        return std::string(buf, static_cast<std::size_t>(n));
+        return static_cast<std::size_t>(n);
     }
 
   private:
@@ -111,7 +201,7 @@ std::string_view http_date() {
 struct loop_context {
     service& svc;
     const limits& lim;
-    std::list<connection_slot>& connections;
+    connection_registry& connections;
     const bool& draining;
     bool count_in_metrics;
     std::uint64_t log_every;  // access lines: one in N requests, 0 none
@@ -119,19 +209,28 @@ struct loop_context {
     request_ids& ids;
 };
 
-// The request's identity for its response and its log lines (CONTRACT.md §1.3).
-struct request_meta {
-    std::string id;
+// The request's identity for its response and its log lines (CONTRACT.md §1.3), held
+// without a heap allocation.
+class request_meta {
+  public:
+    std::string_view id() const { return {id_, id_size_}; }
     std::string_view trace_id;  // into the request's header; empty if none
-};
 
-request_meta identify(const request& header, request_ids& ids) {
-    request_meta meta;
-    auto given = header[request_id_field];
-    meta.id = acceptable_request_id(given) ? std::string(given) : ids.next();
-    if (auto t = trace_id_of(header["traceparent"])) meta.trace_id = *t;
-    return meta;
-}
+    void identify(const request& header, request_ids& ids) {
+        auto given = header[request_id_field];
+        if (acceptable_request_id(given)) {  // at most 128 characters
+            id_size_ = given.copy(id_, sizeof id_);
+        } else {
+            id_size_ = ids.next(id_);
+        }
+        if (auto t = trace_id_of(header["traceparent"])) trace_id = *t;
+    }
+
+  private:
+    static_assert(request_ids::max_size <= 128);
+    char id_[128];
+    std::size_t id_size_ = 0;
+};
 
 bool has_body(const request& req) {
     return req.chunked() || req.has_content_length();
@@ -141,22 +240,18 @@ std::size_t field_count(const request& header) {
     return static_cast<std::size_t>(std::distance(header.begin(), header.end()));
 }
 
-asio::awaitable<void> write_response(beast::tcp_stream& stream, response& res, const limits& lim,
-                                     const request_meta& meta, bool head = false) {
-    res.set(http::field::date, http_date());
-    res.set(request_id_field, meta.id);
-    if (res.result() == http::status::not_modified)
-        res.erase(http::field::content_length);  // a 304 has no body and says no length
-    else
-        res.prepare_payload();
-    if (head) {
-        // A response to HEAD says how long the body would be and sends none (RFC 9110 §9.3.2).
-        auto length = res.body().size();
-        res.body().clear();
-        res.content_length(length);
-    }
+// One gather write: the head we format ourselves (response_head.hpp) and the body as it is.
+asio::awaitable<void> write_response(beast::tcp_stream& stream, const response& res,
+                                     unsigned version, bool keep_alive, bool head,
+                                     const limits& lim, const request_meta& meta) {
+    const response_framing framing{version, keep_alive, head, http_date(), meta.id()};
+    std::string bytes_of_head;
+    bytes_of_head.reserve(384);
+    const bool body = append_response_head(bytes_of_head, res, framing);
+    std::array<asio::const_buffer, 2> bytes{asio::buffer(bytes_of_head),
+                                            body ? asio::buffer(res.body()) : asio::const_buffer()};
     stream.expires_after(lim.write_timeout);
-    auto [ec, n] = co_await http::async_write(stream, res, nothrow);
+    auto [ec, n] = co_await asio::async_write(stream, bytes, nothrow);
     (void)n;
     if (ec == beast::error::timeout) global_metrics().deadline_closes.fetch_add(1);
 }
@@ -177,13 +272,11 @@ asio::awaitable<void> linger(beast::tcp_stream& stream) {
 }
 
 // The last response of a connection whose input we will not parse any further.
-asio::awaitable<void> answer_and_close(beast::tcp_stream& stream, response res, route_label label,
-                                       const limits& lim, const request_meta& meta,
-                                       bool head = false) {
-    res.version(11);
-    res.keep_alive(false);
+asio::awaitable<void> answer_and_close(beast::tcp_stream& stream, const response& res,
+                                       route_label label, const limits& lim,
+                                       const request_meta& meta, bool head = false) {
     global_metrics().request(label, res.result_int(), 0);
-    co_await write_response(stream, res, lim, meta, head);
+    co_await write_response(stream, res, 11, false, head, lim, meta);
     co_await linger(stream);
 }
 
@@ -206,14 +299,14 @@ void access_log(const loop_context& ctx, const request& req, const request_meta&
                         {"path", target},
                         {"status", status},
                         {"duration_us", us},
-                        {"request_id", meta.id}});
+                        {"request_id", meta.id()}});
         else
             log::write(l, event,
                        {{"method", method},
                         {"path", target},
                         {"status", status},
                         {"duration_us", us},
-                        {"request_id", meta.id},
+                        {"request_id", meta.id()},
                         {"trace_id", meta.trace_id}});
     };
     if (took >= slow_request && log::enabled(log::level::warn))
@@ -320,165 +413,174 @@ std::optional<std::string_view> protocol_refusal(const request& header) {
     return std::nullopt;
 }
 
+// One request on a connection, from its first bytes in `buffer` to its response. Returns
+// whether the connection goes on. A frame of its own, so that an idle connection holds none
+// of the parser's state.
+asio::awaitable<bool> serve_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                    const loop_context& ctx) {
+    const auto& lim = ctx.lim;
+    auto& m = global_metrics();
+    auto started = clock::now();
+
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(lim.max_header_bytes));
+    parser.body_limit(lim.max_body_bytes);
+    bool trailers = false;
+    auto chunk_header = [&](std::uint64_t size, std::string_view extensions,
+                            boost::system::error_code& ec) {
+        // The size's digits stand right before the extensions in the read buffer (Beast
+        // takes any number of leading zeros): the whole line counts against 4 KiB.
+        std::size_t digits = 0;
+        const char* begin = static_cast<const char*>(buffer.data().data());
+        const char* end = begin + buffer.size();
+        if (extensions.data() && extensions.data() >= begin && extensions.data() <= end)
+            for (const char* p = extensions.data();
+                 p > begin && std::isxdigit(static_cast<unsigned char>(p[-1])); --p)
+                ++digits;
+        if (digits > 16 || !acceptable_chunk_extensions(extensions)) {
+            ec = http::error::bad_chunk_extension;
+            return;
+        }
+        // Beast calls this for the last chunk once the whole trailer section is in the
+        // buffer, before it parses that section into header fields: refuse trailers here,
+        // so their fields never take memory.
+        if (size == 0 && extensions.data() && extensions.data() + extensions.size() + 4 <= end &&
+            std::string_view(extensions.data() + extensions.size(), 4) != "\r\n\r\n") {
+            trailers = true;
+            ec = http::error::bad_chunk_extension;
+            return;
+        }
+        // Grow the body to what this chunk needs, never past the limit by doubling.
+        auto& body = parser.get().body();
+        auto need = body.size() + std::min<std::uint64_t>(size, lim.max_body_bytes);
+        if (need > body.capacity())
+            body.reserve(
+                std::min<std::size_t>(std::max(need, 2 * body.capacity()), lim.max_body_bytes));
+    };
+    parser.on_chunk_header(chunk_header);
+
+    stream.expires_after(lim.header_timeout);
+    auto hr = co_await read_header(stream, buffer, parser, lim);
+    const request& header = parser.get();
+    const bool head = header.method() == http::verb::head;
+    request_meta meta;
+    meta.identify(header, ctx.ids);
+    header_facts facts;
+    facts.read = classify_header_read(hr.ec, hr.refusal);
+    if (hr.refusal) facts.refusal = hr.refusal;
+    routed r;
+    if (facts.read == header_read::complete || facts.read == header_read::body_too_large) {
+        facts.protocol_error = protocol_refusal(header);
+        r = ctx.svc.route(header);  // matched once: the handler gets `r`
+        facts.routed_early = r.early.has_value();
+        facts.keep_alive = header.keep_alive();
+        facts.has_body = has_body(header);
+        facts.body_done = parser.is_done();
+    }
+    facts.draining = ctx.draining;
+    // From SIGTERM on (the shutdown delay included), every response says close, so that
+    // proxies stop reusing the connection before we close it.
+    facts.closing = global_readiness().draining();
+    auto v = after_header(facts);
+    if (v.deadline_close) m.deadline_closes.fetch_add(1);
+    if (v.framing_refusal) m.framing_refusals.fetch_add(1);
+    const auto label = v.label_from_route ? r.label : route_label::unmatched;
+    if (v.step == next_step::close) co_return false;
+    if (v.step == next_step::refuse) {
+        co_await answer_and_close(stream, ctx.svc.error(v.status, v.message), label, lim, meta,
+                                  head);
+        co_return false;
+    }
+    if (v.step == next_step::answer_early) {
+        const auto& res = *r.early;
+        auto took = clock::now() - started;
+        m.request(label, res.result_int(), std::chrono::duration<double>(took).count());
+        access_log(ctx, header, meta, res.result_int(), took);
+        co_await write_response(stream, res, header.version(), v.keep, head, lim, meta);
+        if (!v.keep) {
+            co_await linger(stream);  // a body, or a pipelined request, may be coming
+            co_return false;
+        }
+        co_return true;
+    }
+
+    if (v.step == next_step::read_body) {
+        if (iequals(header[http::field::expect], "100-continue") && header.version() >= 11) {
+            static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+            stream.expires_after(lim.write_timeout);
+            auto [wec, wn] =
+                co_await asio::async_write(stream, asio::buffer(cont.data(), cont.size()), nothrow);
+            (void)wn;
+            if (wec) co_return false;
+        }
+        const auto fields_before = field_count(header);
+        stream.expires_after(lim.body_timeout);
+        auto [bec, bn] = co_await http::async_read(stream, buffer, parser, nothrow);
+        (void)bn;
+        auto bv = after_body(classify_body_read(bec, trailers),
+                             !bec && field_count(parser.get()) != fields_before);
+        if (bv.deadline_close) m.deadline_closes.fetch_add(1);
+        if (bv.framing_refusal) m.framing_refusals.fetch_add(1);
+        if (bv.step == next_step::close) co_return false;
+        if (bv.step == next_step::refuse) {
+            co_await answer_and_close(stream, ctx.svc.error(bv.status, bv.message), r.label, lim,
+                                      meta, head);
+            co_return false;
+        }
+    }
+
+    request req = parser.release();
+    r.request_id = meta.id();
+    // The deadline for store calls; their own timeouts keep a slow store from hanging us.
+    stream.expires_never();
+    std::optional<response> res;
+    try {
+        res = co_await ctx.svc.handle(req, r, clock::now() + lim.handler_timeout);
+    } catch (const std::exception& e) {
+        log::error("handler_failed",
+                   {{"what", e.what()}, {"request_id", meta.id()}, {"trace_id", meta.trace_id}});
+    }
+    if (!res) res = ctx.svc.error(http::status::internal_server_error, "Internal server error");
+    bool keep = keep_after_response(req.keep_alive(), ctx.draining, global_readiness().draining());
+    auto took = clock::now() - started;
+    if (ctx.count_in_metrics || r.label != route_label::unmatched)
+        m.request(r.label, res->result_int(), std::chrono::duration<double>(took).count());
+    access_log(ctx, req, meta, res->result_int(), took);
+    co_await write_response(stream, *res, req.version(), keep, head, lim, meta);
+    if (!stream.socket().is_open()) co_return false;
+    if (!keep) {
+        co_await linger(stream);  // a request pipelined behind this one gets no reset
+        co_return false;
+    }
+    co_return true;
+}
+
+// Idle connections wait for readability with no buffer and no timer of their own (the
+// registry's sweep times them out); the buffer is allocated when the next request comes.
 asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx) {
     slot_guard slot(ctx.connections, stream);
-    const auto& lim = ctx.lim;
-    beast::flat_buffer buffer(std::max(lim.max_header_bytes, max_chunk_line) + read_slack);
-    auto& m = global_metrics();
-
+    beast::flat_buffer buffer(std::max(ctx.lim.max_header_bytes, max_chunk_line) + read_slack);
     for (;;) {
-        // Idle phase: waiting for the first byte of the next request, holding no more
-        // buffer than one small read needs.
         if (buffer.size() == 0) {
             if (ctx.draining) break;
             buffer.shrink_to_fit();
-            slot->idle = true;
-            stream.expires_after(lim.idle_timeout);
-            auto [ec, n] = co_await stream.async_read_some(buffer.prepare(idle_read), nothrow);
-            slot->idle = false;
-            if (ec) {
-                if (ec == beast::error::timeout) m.deadline_closes.fetch_add(1);
+            stream.expires_never();
+            ctx.connections.go_idle(slot.get());
+            auto [ec] = co_await stream.socket().async_wait(asio::socket_base::wait_read, nothrow);
+            if (ctx.connections.wake(slot.get())) {
+                global_metrics().deadline_closes.fetch_add(1);
                 break;
             }
+            if (ec) break;  // cancelled by the drain, or the socket failed
+            // The request's first bytes are there: read them without waiting (the socket is
+            // non-blocking, set at accept).
+            boost::system::error_code rec;
+            auto n = stream.socket().read_some(buffer.prepare(idle_read), rec);
+            if (rec == asio::error::would_block || rec == asio::error::try_again) continue;
+            if (rec) break;  // the client closed, or reset
             buffer.commit(n);
         }
-        auto started = clock::now();
-
-        http::request_parser<http::string_body> parser;
-        parser.header_limit(static_cast<std::uint32_t>(lim.max_header_bytes));
-        parser.body_limit(lim.max_body_bytes);
-        bool trailers = false;
-        auto chunk_header = [&](std::uint64_t size, std::string_view extensions,
-                                boost::system::error_code& ec) {
-            // The size's digits stand right before the extensions in the read buffer (Beast
-            // takes any number of leading zeros): the whole line counts against 4 KiB.
-            std::size_t digits = 0;
-            const char* begin = static_cast<const char*>(buffer.data().data());
-            const char* end = begin + buffer.size();
-            if (extensions.data() && extensions.data() >= begin && extensions.data() <= end)
-                for (const char* p = extensions.data();
-                     p > begin && std::isxdigit(static_cast<unsigned char>(p[-1])); --p)
-                    ++digits;
-            if (digits > 16 || !acceptable_chunk_extensions(extensions)) {
-                ec = http::error::bad_chunk_extension;
-                return;
-            }
-            // Beast calls this for the last chunk once the whole trailer section is in the
-            // buffer, before it parses that section into header fields: refuse trailers here,
-            // so their fields never take memory.
-            if (size == 0 && extensions.data() &&
-                extensions.data() + extensions.size() + 4 <= end &&
-                std::string_view(extensions.data() + extensions.size(), 4) != "\r\n\r\n") {
-                trailers = true;
-                ec = http::error::bad_chunk_extension;
-                return;
-            }
-            // Grow the body to what this chunk needs, never past the limit by doubling.
-            auto& body = parser.get().body();
-            auto need = body.size() + std::min<std::uint64_t>(size, lim.max_body_bytes);
-            if (need > body.capacity())
-                body.reserve(
-                    std::min<std::size_t>(std::max(need, 2 * body.capacity()), lim.max_body_bytes));
-        };
-        parser.on_chunk_header(chunk_header);
-
-        stream.expires_after(lim.header_timeout);
-        auto hr = co_await read_header(stream, buffer, parser, lim);
-        const request& header = parser.get();
-        const bool head = header.method() == http::verb::head;
-        const request_meta meta = identify(header, ctx.ids);
-        header_facts facts;
-        facts.read = classify_header_read(hr.ec, hr.refusal);
-        if (hr.refusal) facts.refusal = hr.refusal;
-        routed r;
-        if (facts.read == header_read::complete || facts.read == header_read::body_too_large) {
-            facts.protocol_error = protocol_refusal(header);
-            r = ctx.svc.route(header);  // matched once: the handler gets `r`
-            facts.routed_early = r.early.has_value();
-            facts.keep_alive = header.keep_alive();
-            facts.has_body = has_body(header);
-            facts.body_done = parser.is_done();
-        }
-        facts.draining = ctx.draining;
-        // From SIGTERM on (the shutdown delay included), every response says close, so that
-        // proxies stop reusing the connection before we close it.
-        facts.closing = global_readiness().draining();
-        auto v = after_header(facts);
-        if (v.deadline_close) m.deadline_closes.fetch_add(1);
-        if (v.framing_refusal) m.framing_refusals.fetch_add(1);
-        const auto label = v.label_from_route ? r.label : route_label::unmatched;
-        if (v.step == next_step::close) break;
-        if (v.step == next_step::refuse) {
-            co_await answer_and_close(stream, ctx.svc.error(v.status, v.message), label, lim, meta,
-                                      head);
-            break;
-        }
-        if (v.step == next_step::answer_early) {
-            auto& res = *r.early;
-            res.version(header.version());
-            res.keep_alive(v.keep);
-            auto took = clock::now() - started;
-            m.request(label, res.result_int(), std::chrono::duration<double>(took).count());
-            access_log(ctx, header, meta, res.result_int(), took);
-            co_await write_response(stream, res, lim, meta, head);
-            if (!v.keep) {
-                co_await linger(stream);  // a body, or a pipelined request, may be coming
-                break;
-            }
-            continue;
-        }
-
-        if (v.step == next_step::read_body) {
-            if (iequals(header[http::field::expect], "100-continue") && header.version() >= 11) {
-                static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
-                stream.expires_after(lim.write_timeout);
-                auto [wec, wn] = co_await asio::async_write(
-                    stream, asio::buffer(cont.data(), cont.size()), nothrow);
-                (void)wn;
-                if (wec) break;
-            }
-            const auto fields_before = field_count(header);
-            stream.expires_after(lim.body_timeout);
-            auto [bec, bn] = co_await http::async_read(stream, buffer, parser, nothrow);
-            (void)bn;
-            auto bv = after_body(classify_body_read(bec, trailers),
-                                 !bec && field_count(parser.get()) != fields_before);
-            if (bv.deadline_close) m.deadline_closes.fetch_add(1);
-            if (bv.framing_refusal) m.framing_refusals.fetch_add(1);
-            if (bv.step == next_step::close) break;
-            if (bv.step == next_step::refuse) {
-                co_await answer_and_close(stream, ctx.svc.error(bv.status, bv.message), r.label,
-                                          lim, meta, head);
-                break;
-            }
-        }
-
-        request req = parser.release();
-        if (req[request_id_field] != meta.id) req.set(request_id_field, meta.id);
-        // The deadline for store calls; their own timeouts keep a slow store from hanging us.
-        stream.expires_never();
-        std::optional<response> res;
-        try {
-            res = co_await ctx.svc.handle(req, r, clock::now() + lim.handler_timeout);
-        } catch (const std::exception& e) {
-            log::error("handler_failed",
-                       {{"what", e.what()}, {"request_id", meta.id}, {"trace_id", meta.trace_id}});
-        }
-        if (!res) res = ctx.svc.error(http::status::internal_server_error, "Internal server error");
-        bool keep =
-            keep_after_response(req.keep_alive(), ctx.draining, global_readiness().draining());
-        res->version(req.version());
-        res->keep_alive(keep);
-        auto took = clock::now() - started;
-        if (ctx.count_in_metrics || r.label != route_label::unmatched)
-            m.request(r.label, res->result_int(), std::chrono::duration<double>(took).count());
-        access_log(ctx, req, meta, res->result_int(), took);
-        co_await write_response(stream, *res, lim, meta);
-        if (!stream.socket().is_open()) break;
-        if (!keep) {
-            co_await linger(stream);  // a request pipelined behind this one gets no reset
-            break;
-        }
+        if (!co_await serve_request(stream, buffer, ctx)) break;
     }
     close_gracefully(stream);
 }
@@ -486,14 +588,11 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
 // Answers a connection past the cap with a 503 and closes it, without a coroutine.
 void refuse(asio::ip::tcp::socket& socket, service& svc, request_ids& ids) {
     auto res = svc.error(http::status::service_unavailable, "Too many connections");
-    res.version(11);
-    res.keep_alive(false);
-    res.set(http::field::date, http_date());
-    res.set(request_id_field, ids.next());
-    res.prepare_payload();
-    std::ostringstream out;
-    out << res;
-    auto canned = out.str();
+    char id[request_ids::max_size];
+    const std::string_view request_id(id, ids.next(id));
+    std::string canned;
+    if (append_response_head(canned, res, {11, false, false, http_date(), request_id}))
+        canned += res.body();
     boost::system::error_code ec;
     socket.non_blocking(true, ec);
     socket.write_some(asio::buffer(canned), ec);
@@ -527,6 +626,7 @@ asio::awaitable<void> accept_connections(asio::ip::tcp::acceptor& acceptor, std:
             }
             boost::system::error_code opt;
             socket.set_option(asio::ip::tcp::no_delay(true), opt);
+            socket.non_blocking(true, opt);  // the first read after an idle wait never blocks
             spawn(std::move(socket));
         }
     } catch (const std::exception& e) {
@@ -543,10 +643,13 @@ memory_bound connection_memory_bound(const limits& lim) {
     const std::size_t buffer = std::max(lim.max_header_bytes, max_chunk_line) + read_slack;
     const std::size_t fields = lim.max_header_bytes + lim.max_header_fields * 128;
     const std::size_t frames = 16384;  // coroutine frames, the stream, the parser
+    // Idle: the connection's own frame, the stream and its reactor state, the registry
+    // slot (no read buffer: an idle connection waits for readability without one).
+    const std::size_t idle_frames = 4096;
     // The body as read (capacity capped at the limit) and the largest answer: a project
     // whose every character is escaped as \u00XX in JSON is 6 bytes per code point.
     const std::size_t answer = 6 * 10255 + 1024;
-    return {buffer + fields + frames + lim.max_body_bytes + answer, idle_read + frames};
+    return {buffer + fields + frames + lim.max_body_bytes + answer, idle_frames};
 }
 
 class worker {
@@ -555,7 +658,13 @@ class worker {
         : index_(index),
           limits_(lim),
           log_every_(access_log_every(lim.access_log_sample)),
-          ioc_(1) {}
+          connections_(lim.idle_timeout),
+          ioc_(1) {
+        connections_.use_executor(ioc_.get_executor());
+    }
+    // The sweep's timer goes before the io_context does; the slots stay for the frames that
+    // the io_context destroys.
+    ~worker() { connections_.forget_timer(); }
 
     void bind(const asio::ip::tcp::endpoint& ep, bool reuse_port) {
         acceptor_.emplace(open_acceptor(ioc_, ep, reuse_port));
@@ -600,8 +709,7 @@ class worker {
             draining_ = true;
             boost::system::error_code ec;
             if (acceptor_) acceptor_->close(ec);
-            for (auto& c : connections_)
-                if (c.idle) c.stream->cancel();
+            connections_.close_idle();
             maybe_finish();
         });
     }
@@ -622,7 +730,7 @@ class worker {
     // Touched only on this worker's thread: no strand and no lock needed. Declared before
     // ioc_: a forced stop destroys the connections' frames with the io_context, and their
     // slots are erased from this list then.
-    std::list<connection_slot> connections_;
+    connection_registry connections_;
     asio::io_context ioc_;
     std::optional<asio::ip::tcp::acceptor> acceptor_;
     std::unique_ptr<service> service_;
@@ -685,11 +793,16 @@ void server::join() {
 // process exits), so it has no draining state of its own.
 struct admin_listener::state {
     state(asio::io_context& ioc, const listen_spec& where, limits l, service& s)
-        : acceptor(open_acceptor(ioc, resolve_endpoint(where), false)), lim(l), svc(s) {}
+        : acceptor(open_acceptor(ioc, resolve_endpoint(where), false)),
+          lim(l),
+          svc(s),
+          connections(l.idle_timeout) {
+        connections.use_executor(ioc.get_executor());
+    }
     asio::ip::tcp::acceptor acceptor;
     limits lim;
     service& svc;
-    std::list<connection_slot> connections;
+    connection_registry connections;
     const bool draining = false;
     std::uint64_t access_counter = 0;
     request_ids ids;
@@ -727,6 +840,7 @@ admin_listener::admin_listener(asio::io_context& ioc, const listen_spec& where, 
 
 admin_listener::~admin_listener() {
     close();
+    state_->connections.forget_timer();  // the io_context may outlive the state's last user
 }
 
 std::uint16_t admin_listener::port() const {

@@ -141,7 +141,7 @@ boost::asio::awaitable<net::response> api_service::handle(net::request& req,
         net::log::warn(
             session.event,
             {{session.field, std::string_view(session.detail)},
-             {"request_id", std::string_view(req["X-Request-Id"])},
+             {"request_id", route.request_id},
              {"trace_id", net::trace_id_of(req["traceparent"]).value_or(std::string_view())}});
     switch (session.status) {
         case redis::session_status::ok:
@@ -168,12 +168,13 @@ boost::asio::awaitable<net::response> api_service::handle(net::request& req,
     if (accept.total > accept.count || !http::accepts_json(accept.span()))
         co_return http::error_response(problem::not_acceptable);
 
-    co_return co_await run_statement(*project_id, *user_id, req, deadline);
+    co_return co_await run_statement(*project_id, *user_id, req, route.request_id, deadline);
 }
 
 boost::asio::awaitable<net::response> api_service::run_statement(std::int32_t project_id,
                                                                  std::int32_t user_id,
                                                                  const net::request& req,
+                                                                 std::string_view request_id,
                                                                  net::clock::time_point deadline) {
     pg::int4_buffer project_param(project_id), user_param(user_id);
     pg::result r;
@@ -240,7 +241,7 @@ boost::asio::awaitable<net::response> api_service::run_statement(std::int32_t pr
             net::log::error(
                 "statement_failed",
                 {{"sqlstate", r.sqlstate()},
-                 {"request_id", std::string_view(req["X-Request-Id"])},
+                 {"request_id", request_id},
                  {"trace_id", net::trace_id_of(req["traceparent"]).value_or(std::string_view())}});
             co_return http::error_response(problem::internal);
     }

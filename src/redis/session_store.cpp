@@ -29,10 +29,18 @@ boost::asio::awaitable<session_lookup> session_store::user_for(
         if (auto id = cache->find(token, now)) co_return session_lookup{session_status::ok, *id};
         ticket = cache->begin(now);  // before the GET is sent: see session_cache.hpp
     }
-    std::string key;
-    key.reserve(prefix_.size() + token.size());
-    key += prefix_;
-    key += token;
+    // The key, in this frame unless it is unusually long: no allocation per lookup.
+    char inline_key[256];
+    std::string long_key;
+    std::string_view key;
+    if (prefix_.size() + token.size() <= sizeof inline_key) {
+        prefix_.copy(inline_key, prefix_.size());
+        token.copy(inline_key + prefix_.size(), token.size());
+        key = {inline_key, prefix_.size() + token.size()};
+    } else {
+        long_key.append(prefix_).append(token);
+        key = long_key;
+    }
     auto rep = co_await redis_.async_get(key, deadline);
     switch (rep.type) {
         case reply::kind::nil:

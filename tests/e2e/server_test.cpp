@@ -229,6 +229,41 @@ BOOST_AUTO_TEST_CASE(idle_keep_alive_connections_are_closed) {
     BOOST_TEST(c.wait_closed(5s));
 }
 
+// Idle connections are timed out by one sweep per thread (server.cpp connection_registry):
+// each at its own time, counted from when it went idle, and a connection that keeps asking
+// is never closed under it.
+BOOST_AUTO_TEST_CASE(each_idle_connection_is_closed_at_its_own_time_and_a_busy_one_never) {
+    using namespace std::chrono;
+    running_server s(env_map{{"NEPTUN_IDLE_TIMEOUT_MS", "600"}, {"NEPTUN_THREADS", "1"}});
+    auto u = seed_user();
+    http_connection first(s.srv.port), busy(s.srv.port);
+    first.send(build_request("GET", u.path(), auth(u)));
+    BOOST_REQUIRE(first.read_response());
+    const auto first_idle = steady_clock::now();
+    std::optional<steady_clock::duration> first_closed_after;
+    auto last_busy = first_idle;
+    for (int i = 0; i < 12; ++i) {  // about 1.2 s: twice the timeout
+        busy.send(build_request("GET", u.path(), auth(u)));
+        auto r = busy.read_response();
+        BOOST_REQUIRE_MESSAGE(r, "the busy connection was closed after " << i << " requests");
+        BOOST_TEST(r->status == 200);
+        last_busy = steady_clock::now();
+        // Waiting for the first connection's close is also the busy one's pause.
+        if (!first_closed_after && first.wait_closed(100ms))
+            first_closed_after = steady_clock::now() - first_idle;
+        else if (first_closed_after)
+            std::this_thread::sleep_for(100ms);
+    }
+    BOOST_REQUIRE(first_closed_after);
+    BOOST_TEST(duration_cast<milliseconds>(*first_closed_after).count() >= 590);
+    BOOST_TEST(duration_cast<milliseconds>(*first_closed_after).count() < 1100);
+    BOOST_REQUIRE(busy.wait_closed(5s));
+    auto busy_after = duration_cast<milliseconds>(steady_clock::now() - last_busy).count();
+    BOOST_TEST(busy_after >= 590);
+    BOOST_TEST(busy_after < 1100);
+    BOOST_TEST(std::stod(metric(s.srv.admin_port, "neptun_deadline_closes_total")) == 2.0);
+}
+
 BOOST_AUTO_TEST_CASE(connection_cap_refuses_new_connections_and_keeps_serving) {
     running_server s(env_map{{"NEPTUN_MAX_CONNECTIONS", "2"}, {"NEPTUN_THREADS", "1"}});
     auto u = seed_user();

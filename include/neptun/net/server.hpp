@@ -46,6 +46,9 @@ struct routed {
         std::uint32_t offset = 0, size = 0;
     };
     std::array<place, 4> params{};
+    // The request's X-Request-Id as the connection loop answers it (the client's, or ours),
+    // for the handler's log lines; set before the handler runs.
+    std::string_view request_id;
     std::string_view param(std::string_view target, std::size_t i) const {
         return target.substr(params[i].offset, params[i].size);
     }

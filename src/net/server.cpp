@@ -4,6 +4,7 @@
 #include <list>
 #include <random>
 #include <system_error>
+#include <utility>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -83,17 +84,21 @@ class connection_registry {
     void remove(slot s) { slots_.erase(s); }
     std::size_t size() const { return slots_.size(); }
 
-    void go_idle(slot s) {
+    // `again`: a wait after a wake-up that found nothing to read, which keeps the time the
+    // connection went idle (and its place).
+    void go_idle(slot s, bool again = false) {
         s->idle = true;
         s->expired = false;
-        s->idle_since = clock::now();
-        slots_.splice(slots_.end(), slots_, s);
+        if (!again) {
+            s->idle_since = clock::now();
+            slots_.splice(slots_.end(), slots_, s);
+        }
         if (!armed_ && !stopped_) arm(s->idle_since + idle_timeout_);
     }
-    // Returns whether the sweep closed the connection while it waited.
+    // Returns whether the sweep timed the connection out while it waited.
     bool wake(slot s) {
         s->idle = false;
-        return s->expired;
+        return std::exchange(s->expired, false);
     }
 
     // The drain: every idle connection's wait is cancelled and the sweep stops, so that the
@@ -560,23 +565,27 @@ asio::awaitable<bool> serve_request(beast::tcp_stream& stream, beast::flat_buffe
 asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx) {
     slot_guard slot(ctx.connections, stream);
     beast::flat_buffer buffer(std::max(ctx.lim.max_header_bytes, max_chunk_line) + read_slack);
+    bool again = false;  // waiting on after a wake-up with nothing to read
     for (;;) {
         if (buffer.size() == 0) {
             if (ctx.draining) break;
             buffer.shrink_to_fit();
             stream.expires_never();
-            ctx.connections.go_idle(slot.get());
+            ctx.connections.go_idle(slot.get(), again);
             auto [ec] = co_await stream.socket().async_wait(asio::socket_base::wait_read, nothrow);
-            if (ctx.connections.wake(slot.get())) {
-                global_metrics().deadline_closes.fetch_add(1);
+            const bool expired = ctx.connections.wake(slot.get());
+            if (ec) {
+                // Timed out by the sweep, cancelled by the drain, or the socket failed. (A wait
+                // that completed before the sweep cancelled it serves its request.)
+                if (expired) global_metrics().deadline_closes.fetch_add(1);
                 break;
             }
-            if (ec) break;  // cancelled by the drain, or the socket failed
             // The request's first bytes are there: read them without waiting (the socket is
             // non-blocking, set at accept).
             boost::system::error_code rec;
             auto n = stream.socket().read_some(buffer.prepare(idle_read), rec);
-            if (rec == asio::error::would_block || rec == asio::error::try_again) continue;
+            again = rec == asio::error::would_block || rec == asio::error::try_again;
+            if (again) continue;
             if (rec) break;  // the client closed, or reset
             buffer.commit(n);
         }
@@ -626,7 +635,9 @@ asio::awaitable<void> accept_connections(asio::ip::tcp::acceptor& acceptor, std:
             }
             boost::system::error_code opt;
             socket.set_option(asio::ip::tcp::no_delay(true), opt);
-            socket.non_blocking(true, opt);  // the first read after an idle wait never blocks
+            // The first read after an idle wait must never block the thread.
+            socket.non_blocking(true, opt);
+            if (opt) continue;  // closed: it could not be served safely
             spawn(std::move(socket));
         }
     } catch (const std::exception& e) {
@@ -840,7 +851,10 @@ admin_listener::admin_listener(asio::io_context& ioc, const listen_spec& where, 
 
 admin_listener::~admin_listener() {
     close();
-    state_->connections.forget_timer();  // the io_context may outlive the state's last user
+    // The io_context may outlive the state's last user: no sweep from here on, and the idle
+    // connections are closed now rather than never timed out.
+    state_->connections.close_idle();
+    state_->connections.forget_timer();
 }
 
 std::uint16_t admin_listener::port() const {

@@ -264,6 +264,21 @@ BOOST_AUTO_TEST_CASE(each_idle_connection_is_closed_at_its_own_time_and_a_busy_o
     BOOST_TEST(std::stod(metric(s.srv.admin_port, "neptun_deadline_closes_total")) == 2.0);
 }
 
+// The signal handler is installed before "listening" is logged (app.cpp): a SIGTERM sent
+// the moment that line appears (an orchestrator's first probe may race it) is a clean drain,
+// never the default action that would kill the process.
+BOOST_AUTO_TEST_CASE(a_sigterm_sent_the_moment_listening_is_logged_is_a_clean_drain) {
+    for (int i = 0; i < 3; ++i) {
+        BOOST_TEST_CONTEXT("start " << i) {
+            server_process srv(base_env({}));  // returns once "event=listening" is read
+            srv.process.signal(SIGTERM);
+            BOOST_TEST(srv.process.wait_exit(20s) == 0);
+            BOOST_TEST(srv.process.count_in_log("event=shutdown_requested") == 1u);
+            BOOST_TEST(srv.process.count_in_log("event=stopped exit_code=0") == 1u);
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(connection_cap_refuses_new_connections_and_keeps_serving) {
     running_server s(env_map{{"NEPTUN_MAX_CONNECTIONS", "2"}, {"NEPTUN_THREADS", "1"}});
     auto u = seed_user();

@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
             [] { log::stop_async(); });
         ours.dropped = log::dropped_lines() - dropped_before;
 
+        const auto overrun_before = spdlog::thread_pool()->overrun_counter();
         auto theirs = measure(
             threads, lines, spacing,
             [&](int t, int i) {
@@ -124,8 +125,7 @@ int main(int argc, char** argv) {
                 while (spdlog::thread_pool()->queue_size() > 0)
                     std::this_thread::sleep_for(std::chrono::milliseconds(1));
             });
-        theirs.dropped = spdlog::thread_pool()->overrun_counter();
-        spdlog::thread_pool()->reset_overrun_counter();
+        theirs.dropped = spdlog::thread_pool()->overrun_counter() - overrun_before;
 
         std::printf(
             "{\"round\":%d,\"lines\":%d,\"spacing_ns\":%lld,\"ours\":{\"producer_ns\":%.1f,\"cpu_"

@@ -36,11 +36,16 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 for spacing in sorted({r["spacing_ns"] for r in rows}):
     rs = [r for r in rows if r["spacing_ns"] == spacing]
-    med = lambda who, k: statistics.median(r[who][k] for r in rs)
-    mode = "burst" if spacing == 0 else f"paced ({spacing // 1000} us per line per thread)"
-    print(f"{mode}: spdlog / ours on the calling thread {med('spdlog','producer_ns') / med('ours','producer_ns'):.2f}"
-          f" ({med('ours','producer_ns'):.0f} vs {med('spdlog','producer_ns'):.0f} ns per line),"
-          + (f" all threads' CPU {med('spdlog','cpu_ns') / med('ours','cpu_ns'):.2f}," if spacing == 0 else ",")
-          f" dropped ours {sum(r['ours']['dropped'] for r in rs)} spdlog {sum(r['spdlog']['dropped'] for r in rs)}"
-          f" of {sum(r['lines'] for r in rs)}")
+    def med(who, k):
+        return statistics.median(r[who][k] for r in rs)
+    mode = "burst" if spacing == 0 else "paced (a line every %d us per thread)" % (spacing // 1000)
+    ours_ns, spd_ns = med("ours", "producer_ns"), med("spdlog", "producer_ns")
+    text = "%s: spdlog / ours on the calling thread %.2f (%.0f vs %.0f ns per line)" % (
+        mode, spd_ns / ours_ns, ours_ns, spd_ns)
+    if spacing == 0:
+        text += ", all threads' CPU %.2f" % (med("spdlog", "cpu_ns") / med("ours", "cpu_ns"))
+    lines = sum(r["lines"] for r in rs)
+    text += ", dropped: ours %d, spdlog %d of %d lines" % (
+        sum(r["ours"]["dropped"] for r in rs), sum(r["spdlog"]["dropped"] for r in rs), lines)
+    print(text)
 PY

@@ -16,6 +16,8 @@
 #   --peer "COMMAND"   also start COMMAND (same contract, same stores and data) and
 #                      alternate ours/peer per scenario, e.g.
 #                      --peer ../shared/peers/node-h3/start.sh
+#                      Repeatable: with several, each is named after its command's folder
+#                      (peer-drogon, peer-node-h3) and the table has a ratio pair for each.
 #   --scenarios LIST   space- or comma-separated subset of: update read unauthorized
 #                      forbidden mixed conditional (default all)
 #   --warmup S         seconds of mixed load per server before measuring (default 3)
@@ -43,7 +45,7 @@ IDLE=10000
 IDLE_SILENT=0
 WARMUP=3
 SCENARIOS="update read unauthorized forbidden mixed conditional"
-PEER_CMD=""
+PEER_CMDS=()
 SERVER_CMD=""
 BUILD=1
 KEEP=0
@@ -68,7 +70,7 @@ while [ $# -gt 0 ]; do
       shift 2 ;;
     --duration) [ $# -ge 2 ] || die "--duration needs a value"; DURATION=${2%s}
       int_arg --duration "$DURATION"; shift 2 ;;
-    --peer) [ $# -ge 2 ] || die "--peer needs a command"; PEER_CMD=$2; shift 2 ;;
+    --peer) [ $# -ge 2 ] || die "--peer needs a command"; PEER_CMDS+=("$2"); shift 2 ;;
     --server-cmd) [ $# -ge 2 ] || die "--server-cmd needs a command"; SERVER_CMD=$2; shift 2 ;;
     --scenarios) [ $# -ge 2 ] || die "--scenarios needs a list"; SCENARIOS=${2//,/ }; shift 2 ;;
     --idle-silent) IDLE_SILENT=1; shift ;;
@@ -101,7 +103,9 @@ needs_node() {
 }
 
 ensure_packages wrk redis-server redis-tools postgresql-15 postgresql-client-15 python3 curl
-if needs_node "$PEER_CMD" || needs_node "$SERVER_CMD"; then
+peers_need_node=0
+for cmd in "${PEER_CMDS[@]}"; do needs_node "$cmd" && peers_need_node=1; done
+if [ "$peers_need_node" = 1 ] || needs_node "$SERVER_CMD"; then
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     ensure_packages nodejs npm
   fi
@@ -244,7 +248,7 @@ commit=$(git -C "$NEPTUN_ROOT" rev-parse --short HEAD 2>/dev/null || echo none)
   "cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)" \
   "kernel=$(uname -r)" "users=$USERS" "duration=$DURATION" "connections=$CONNECTIONS" \
   "threads=$THREADS" "idle=$IDLE" "idle_mode=$([ "$IDLE_SILENT" = 1 ] && echo silent || echo get)" \
-  "server_cmd=${SERVER_CMD#"$NEPTUN_ROOT/"}" "peer_cmd=$PEER_CMD" \
+  "server_cmd=${SERVER_CMD#"$NEPTUN_ROOT/"}" "peer_cmd=$(IFS=';'; printf '%s' "${PEER_CMDS[*]}")" \
   "wrk=$(wrk -v 2>&1 | head -1 | cut -d' ' -f2)" \
   "postgres=$("$PG_BIN/postgres" --version | awk '{print $3}')" \
   "redis=$(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')" >"$MEASUREMENTS"
@@ -369,12 +373,22 @@ if [ "$LOG_OFF_TOO" = 1 ]; then
   smoke_check ours-nolog
   SERVERS="ours ours-nolog"
 fi
-if [ -n "$PEER_CMD" ]; then
-  start_server peer "$PEER_CMD"
-  wait_ready peer 1 300 # the first start may run npm ci
-  smoke_check peer
-  SERVERS="$SERVERS peer"
-fi
+# One peer is "peer"; several are told apart by their command's folder.
+peer_name() { # INDEX COMMAND
+  if [ "${#PEER_CMDS[@]}" -eq 1 ]; then echo peer; return; fi
+  local first=${2%% *} dir
+  dir=$(basename "$(dirname "$first")")
+  case $dir in . | / | "") dir=$1 ;; esac
+  echo "peer-$dir"
+}
+for i in "${!PEER_CMDS[@]}"; do
+  name=$(peer_name "$((i + 1))" "${PEER_CMDS[$i]}")
+  case " $SERVERS " in *" $name "*) name="$name-$((i + 1))" ;; esac
+  start_server "$name" "${PEER_CMDS[$i]}"
+  wait_ready "$name" 1 300 # the first start may run npm ci
+  smoke_check "$name"
+  SERVERS="$SERVERS $name"
+done
 
 # --- load ----------------------------------------------------------------------------------
 

@@ -117,24 +117,31 @@ def cmd_table(path, out_path):
     rows = [row_of(m, ceilings) for m in measurements]
     main = [r for r in rows if r["phase"] == "main"]
     by_key = {(r["server"], r["scenario"]): r for r in main}
-    has_peer = any(r["server"] == "peer" for r in main)
+    # "peer" when there is one, "peer-<folder>" for each of several (bench/run.sh --peer).
+    peers = []
+    for r in main:
+        if r["server"].startswith("peer") and r["server"] not in peers:
+            peers.append(r["server"])
+    has_peer = bool(peers)
 
     comparison = []
     for r in main:
         if r["server"] != "ours":
             continue
-        p = by_key.get(("peer", r["scenario"]))
-        if not p:
-            continue
-        cpu_ratio = None
-        if r["cpu_us_per_request"] and p["cpu_us_per_request"] is not None:
-            cpu_ratio = round(p["cpu_us_per_request"] / r["cpu_us_per_request"], 2)
-        comparison.append({
-            "scenario": r["scenario"],
-            "rps_ours_over_peer": round(r["rps"] / p["rps"], 2) if p["rps"] else None,
-            "cpu_per_request_peer_over_ours": cpu_ratio,
-        })
-    compared = {c["scenario"]: c for c in comparison}
+        for peer in peers:
+            p = by_key.get((peer, r["scenario"]))
+            if not p:
+                continue
+            cpu_ratio = None
+            if r["cpu_us_per_request"] and p["cpu_us_per_request"] is not None:
+                cpu_ratio = round(p["cpu_us_per_request"] / r["cpu_us_per_request"], 2)
+            comparison.append({
+                "scenario": r["scenario"],
+                "peer": peer,
+                "rps_ours_over_peer": round(r["rps"] / p["rps"], 2) if p["rps"] else None,
+                "cpu_per_request_peer_over_ours": cpu_ratio,
+            })
+    compared = {(c["scenario"], c["peer"]): c for c in comparison}
 
     print()
     print(f"neptun-api bench  {meta.get('date', '')}  commit {meta.get('commit', '?')}  "
@@ -148,8 +155,8 @@ def cmd_table(path, out_path):
     headers = ["scenario", "server", "req/s", "p50 ms", "p99 ms", "max ms", "wrong", "sock err",
                "CPU us/req", "stores us/req", "peak RSS MiB", "x ceiling"]
     aligns = ["<", "<"] + [">"] * 10
-    if has_peer:
-        headers += ["ours/peer req/s", "peer/ours CPU"]
+    for peer in peers:
+        headers += [f"ours/{peer} req/s", f"{peer}/ours CPU"]
         aligns += [">", ">"]
     table = []
     for r in main:
@@ -162,8 +169,8 @@ def cmd_table(path, out_path):
                  fmt(r["cpu_us_per_request"], ".1f"), fmt(r["store_cpu_us_per_request"], ".1f"),
                  fmt(r["peak_rss_kib"] / 1024 if r["peak_rss_kib"] else None, ".1f"),
                  fmt(r["ceiling_ratio"], ".2f")]
-        if has_peer:
-            c = compared.get(r["scenario"]) if r["server"] == "ours" else None
+        for peer in peers:
+            c = compared.get((r["scenario"], peer)) if r["server"] == "ours" else None
             cells += [fmt(c and c["rps_ours_over_peer"], ".2f", ""),
                       fmt(c and c["cpu_per_request_peer_over_ours"], ".2f", "")]
         table.append(cells)

@@ -1,9 +1,18 @@
 // bench/logsink/compare.cpp -- our asynchronous log sink (src/net/log.cpp) against Debian's
-// spdlog 1.10 async logger, both writing the access line of every request from two
-// "I/O threads" to stderr (a pipe drained by the script). What counts for a request is the
-// time the I/O thread spends per line; what counts for the machine is the CPU of all threads.
-// Built and run by bench/logsink/run.sh; prints one JSON object per measured round.
+// spdlog 1.10 async logger, all writing the access line of every request from two "I/O
+// threads" to stderr (a pipe drained by the script). What counts for a request is the time
+// the I/O thread spends per line; what counts for the machine is the CPU of all threads per
+// line actually written. Built and run by bench/logsink/run.sh; prints one JSON object per
+// measured round.
+//
+// The contenders, each with a queue of about 4 MiB of lines and one writer thread:
+//   ours          log::start_async() (4 MiB, drops new lines when full)
+//   spdlog        async_logger + stderr_sink_mt (fwrite and fflush per line)
+//   spdlog_file   async_logger + basic_file_sink_mt on /dev/stderr (a buffered FILE,
+//                 flushed when asked): spdlog's cheapest way to a pipe
+// both spdlog ones with overrun_oldest (1.10 has no policy that drops the new line).
 #include <sys/resource.h>
+#include <time.h>
 
 #include <atomic>
 #include <chrono>
@@ -13,6 +22,7 @@
 #include <vector>
 
 #include <spdlog/async.h>
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -30,75 +40,98 @@ double cpu_seconds() {
 }
 
 struct round_result {
-    double producer_ns_per_line;  // on the calling ("I/O") threads
-    double cpu_ns_per_line;       // every thread of the process, the writer included
-    std::uint64_t dropped;
+    double producer_ns = 0;  // per line offered, on the calling ("I/O") threads
+    double cpu_ns = 0;       // every thread of the process (the writer's too), per line written
+    std::uint64_t dropped = 0;
 };
 
+void sleep_until(const timespec& t) {
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, nullptr) != 0) {
+    }
+}
+
 // Runs `line(thread, i)` `lines` times on each of `threads` threads; `flush` waits for the
-// writer to have written everything. With `spacing` > 0 each thread starts a line every
-// `spacing` (a server's pace: one access line per request), and only the time inside the
-// calls counts as the producers'; with 0 they log back to back (a burst).
-template <typename Line, typename Flush>
-round_result measure(int threads, int lines, std::chrono::nanoseconds spacing, Line line,
-                     Flush flush) {
+// writer to have written everything; `dropped` says how many lines were not written. With
+// `spacing` > 0 each thread starts a line every `spacing` (a server's pace: one access line
+// per request), sleeping in between, and only the time inside the calls counts as the
+// producers'; with 0 they log back to back (a burst).
+template <typename Line, typename Flush, typename Dropped>
+round_result measure(int threads, int lines, long long spacing_ns, Line line, Flush flush,
+                     Dropped dropped) {
     std::atomic<long long> producer_ns{0};
-    auto cpu0 = cpu_seconds();
+    const auto dropped_before = dropped();
+    const auto cpu0 = cpu_seconds();
     std::vector<std::thread> ts;
     for (int t = 0; t < threads; ++t)
         ts.emplace_back([&, t] {
             long long inside = 0;
-            auto start = clock_type::now();
+            timespec next{};
+            clock_gettime(CLOCK_MONOTONIC, &next);
             for (int i = 0; i < lines; ++i) {
-                if (spacing.count() > 0) {
-                    while (clock_type::now() < start + spacing * i) {
+                if (spacing_ns > 0) {
+                    next.tv_nsec += spacing_ns;
+                    while (next.tv_nsec >= 1000000000) {
+                        next.tv_nsec -= 1000000000;
+                        ++next.tv_sec;
                     }
-                    auto before = clock_type::now();
-                    line(t, i);
-                    inside += std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                  clock_type::now() - before)
-                                  .count();
-                } else {
-                    line(t, i);
+                    sleep_until(next);
                 }
-            }
-            if (spacing.count() == 0)
-                inside =
-                    std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - start)
+                auto before = clock_type::now();
+                line(t, i);
+                inside +=
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - before)
                         .count();
+            }
             producer_ns += inside;
         });
     for (auto& t : ts) t.join();
     flush();
-    auto cpu = cpu_seconds() - cpu0;
-    double total = static_cast<double>(threads) * lines;
-    return {static_cast<double>(producer_ns.load()) / total, cpu * 1e9 / total, 0};
+    const auto cpu = cpu_seconds() - cpu0;
+    const double offered = static_cast<double>(threads) * lines;
+    round_result r;
+    r.dropped = dropped() - dropped_before;
+    r.producer_ns = static_cast<double>(producer_ns.load()) / offered;
+    const double written = offered - static_cast<double>(r.dropped);
+    r.cpu_ns = written > 0 ? cpu * 1e9 / written : 0;
+    return r;
 }
 
 // The same fields as the server's access line (src/net/server.cpp access_log).
 constexpr const char* ids[] = {"3f9a1c2e7b5d4a60-1a2b", "3f9a1c2e7b5d4a60-1a2c"};
+constexpr std::size_t queue_bytes = 4u << 20;  // ours: log::start_async()'s default
+constexpr std::size_t line_bytes = 150;        // the access line below, about
+
+std::string json(const char* name, const round_result& r) {
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "\"%s\":{\"producer_ns\":%.1f,\"cpu_ns\":%.1f,\"dropped\":%llu}",
+                  name, r.producer_ns, r.cpu_ns, static_cast<unsigned long long>(r.dropped));
+    return buf;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
     const int lines = argc > 1 ? std::atoi(argv[1]) : 200000;
     const int rounds = argc > 2 ? std::atoi(argv[2]) : 3;
-    const auto spacing = std::chrono::nanoseconds(argc > 3 ? std::atoll(argv[3]) : 0);
+    const long long spacing = argc > 3 ? std::atoll(argv[3]) : 0;
     const int threads = 2;
     namespace log = neptun::net::log;
 
-    // spdlog: a bounded queue of 8192 lines and one writer thread, the policy that never
-    // blocks the caller (1.10 has block and overrun_oldest only), a logfmt pattern.
-    spdlog::init_thread_pool(8192, 1);
-    auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-    auto spd = std::make_shared<spdlog::async_logger>(
-        "access", sink, spdlog::thread_pool(), spdlog::async_overflow_policy::overrun_oldest);
-    spd->set_pattern("ts=%Y-%m-%dT%H:%M:%S.%eZ level=%l %v", spdlog::pattern_time_type::utc);
+    spdlog::init_thread_pool(queue_bytes / line_bytes, 1);
+    auto make = [](const char* name, spdlog::sink_ptr sink) {
+        auto l =
+            std::make_shared<spdlog::async_logger>(name, std::move(sink), spdlog::thread_pool(),
+                                                   spdlog::async_overflow_policy::overrun_oldest);
+        l->set_pattern("ts=%Y-%m-%dT%H:%M:%S.%eZ level=%l %v", spdlog::pattern_time_type::utc);
+        return l;
+    };
+    auto spd = make("stderr", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    auto spd_file =
+        make("file", std::make_shared<spdlog::sinks::basic_file_sink_mt>("/dev/stderr"));
 
-    for (int r = 0; r < rounds; ++r) {
-        log::start_async();
-        auto dropped_before = log::dropped_lines();
-        auto ours = measure(
+    auto ours = [&] {
+        log::start_async(queue_bytes);
+        return measure(
             threads, lines, spacing,
             [](int t, int i) {
                 log::write(log::level::info, "access",
@@ -108,34 +141,42 @@ int main(int argc, char** argv) {
                             {"duration_us", 130 + (i & 63)},
                             {"request_id", ids[t]}});
             },
-            [] { log::stop_async(); });
-        ours.dropped = log::dropped_lines() - dropped_before;
-
-        const auto overrun_before = spdlog::thread_pool()->overrun_counter();
-        auto theirs = measure(
+            [] { log::stop_async(); }, [] { return log::dropped_lines(); });
+    };
+    auto theirs = [&](std::shared_ptr<spdlog::async_logger>& l) {
+        return measure(
             threads, lines, spacing,
             [&](int t, int i) {
-                spd->info("event=access method={} path={} status={} duration_us={} request_id={}",
-                          "PATCH", "/api/users/4711/projects/815", 200, 130 + (i & 63), ids[t]);
+                l->info("event=access method={} path={} status={} duration_us={} request_id={}",
+                        "PATCH", "/api/users/4711/projects/815", 200, 130 + (i & 63), ids[t]);
             },
             [&] {
-                // spdlog's flush of an async logger queues a flush; wait until the pool's
-                // queue is empty so that the writer's CPU is counted.
-                spd->flush();
+                // A flush is queued behind the lines; with one pool thread, an empty queue
+                // means every line before it was handed to the sink.
+                l->flush();
                 while (spdlog::thread_pool()->queue_size() > 0)
                     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-            });
-        theirs.dropped = spdlog::thread_pool()->overrun_counter() - overrun_before;
+            },
+            [] { return spdlog::thread_pool()->overrun_counter(); });
+    };
 
-        std::printf(
-            "{\"round\":%d,\"lines\":%d,\"spacing_ns\":%lld,\"ours\":{\"producer_ns\":%.1f,\"cpu_"
-            "ns\":%.1f,"
-            "\"dropped\":%llu},\"spdlog\":{\"producer_ns\":%.1f,\"cpu_ns\":%.1f,\"dropped\":%llu}}"
-            "\n",
-            r, threads * lines, static_cast<long long>(spacing.count()), ours.producer_ns_per_line,
-            ours.cpu_ns_per_line, static_cast<unsigned long long>(ours.dropped),
-            theirs.producer_ns_per_line, theirs.cpu_ns_per_line,
-            static_cast<unsigned long long>(theirs.dropped));
+    for (int r = 0; r < rounds; ++r) {
+        // Each contender goes first in turn.
+        round_result a, b, c;
+        switch (r % 3) {
+            case 0:
+                a = ours(), b = theirs(spd), c = theirs(spd_file);
+                break;
+            case 1:
+                b = theirs(spd), c = theirs(spd_file), a = ours();
+                break;
+            default:
+                c = theirs(spd_file), a = ours(), b = theirs(spd);
+                break;
+        }
+        std::printf("{\"round\":%d,\"lines\":%d,\"spacing_ns\":%lld,%s,%s,%s}\n", r,
+                    threads * lines, spacing, json("ours", a).c_str(), json("spdlog", b).c_str(),
+                    json("spdlog_file", c).c_str());
         std::fflush(stdout);
     }
     spdlog::shutdown();

@@ -61,30 +61,70 @@ asio::ip::tcp::acceptor open_acceptor(asio::io_context& ioc, const asio::ip::tcp
 class read_block_pool {
   public:
     static constexpr std::size_t block = idle_read;
+#if defined(__SANITIZE_ADDRESS__)
+    // Reused blocks would hide a use after free from ASan: none kept in its builds.
+    static constexpr std::size_t kept = 0;
+#else
     static constexpr std::size_t kept = 64;
-    ~read_block_pool() {
-        for (void* p : free_) ::operator delete(p);
+#endif
+
+    static void* take() {
+        auto* pool = here();
+        if (!pool || pool->count_ == 0) return ::operator new(block);
+        return pool->free_[--pool->count_];
     }
-    void* take() {
-        if (free_.empty()) return ::operator new(block);
-        void* p = free_.back();
-        free_.pop_back();
-        return p;
-    }
-    void give(void* p) {
-        if (free_.size() < kept)
-            free_.push_back(p);
+    static void give(void* p) noexcept {
+        auto* pool = here();
+        if (pool && pool->count_ < kept)
+            pool->free_[pool->count_++] = p;
         else
             ::operator delete(p);
     }
-    static read_block_pool& here() {
-        thread_local read_block_pool pool;
-        return pool;
-    }
 
   private:
-    std::vector<void*> free_;
+    read_block_pool() = default;
+    ~read_block_pool() {
+        gone() = true;
+        for (std::size_t i = 0; i < count_; ++i) ::operator delete(free_[i]);
+    }
+    // This thread's pool, or nothing once the thread's destructors have run it down (a
+    // block given back after that is simply freed).
+    static read_block_pool* here() {
+        if (gone()) return nullptr;
+        thread_local read_block_pool pool;
+        return &pool;
+    }
+    static bool& gone() {
+        thread_local bool flag = false;  // trivially destructible: readable to the end
+        return flag;
+    }
+
+    std::array<void*, kept == 0 ? 1 : kept> free_{};
+    std::size_t count_ = 0;
 };
+
+// The arena of one request's header fields: a pooled block, then the heap for what does not
+// fit (a header near NEPTUN_MAX_HEADER_BYTES). Everything goes at once when the request
+// is done.
+class field_arena {
+  public:
+    field_arena()
+        : block_(read_block_pool::take()),
+          resource_(block_, read_block_pool::block, std::pmr::new_delete_resource()) {}
+    ~field_arena() {
+        resource_.release();
+        read_block_pool::give(block_);
+    }
+    field_arena(const field_arena&) = delete;
+    field_arena& operator=(const field_arena&) = delete;
+    std::pmr::polymorphic_allocator<char> allocator() { return &resource_; }
+
+  private:
+    void* block_;
+    std::pmr::monotonic_buffer_resource resource_;
+};
+
+using request_parser = http::request_parser<http::string_body, request_fields::allocator_type>;
 
 template <typename T>
 struct read_allocator {
@@ -94,12 +134,12 @@ struct read_allocator {
     read_allocator(const read_allocator<U>&) noexcept {}
     T* allocate(std::size_t n) {
         if (n * sizeof(T) == read_block_pool::block)
-            return static_cast<T*>(read_block_pool::here().take());
+            return static_cast<T*>(read_block_pool::take());
         return static_cast<T*>(::operator new(n * sizeof(T)));
     }
     void deallocate(T* p, std::size_t n) noexcept {
         if (n * sizeof(T) == read_block_pool::block)
-            read_block_pool::here().give(p);
+            read_block_pool::give(p);
         else
             ::operator delete(p);
     }
@@ -141,14 +181,18 @@ class connection_registry {
 
     // `again`: a wait after a wake-up that found nothing to read, which keeps the time the
     // connection went idle (and its place).
-    void go_idle(slot s, bool again = false) {
+    // Returns false once the registry has stopped (the drain, or the admin listener going):
+    // the connection is then closed rather than left waiting with nobody to time it out.
+    bool go_idle(slot s, bool again = false) {
+        if (stopped_) return false;
         s->idle = true;
         s->expired = false;
         if (!again) {
             s->idle_since = clock::now();
             slots_.splice(slots_.end(), slots_, s);
         }
-        if (!armed_ && !stopped_) arm(s->idle_since + idle_timeout_);
+        if (!armed_) arm(s->idle_since + idle_timeout_);
+        return true;
     }
     // Returns whether the sweep timed the connection out while it waited.
     bool wake(slot s) {
@@ -387,8 +431,7 @@ struct header_result {
 // refuses at once what cannot begin a request (a TLS ClientHello), and refuses obsolete line
 // folding (RFC 9112 §5.2), which Beast would quietly unfold where a proxy might not.
 asio::awaitable<header_result> read_header(beast::tcp_stream& stream, read_buffer& buffer,
-                                           http::request_parser<http::string_body>& parser,
-                                           const limits& lim) {
+                                           request_parser& parser, const limits& lim) {
     const std::size_t limit = lim.max_header_bytes;
     std::size_t scanned = 0;  // bytes already searched: a trickling client costs no rescans
     std::size_t lines = 0;    // line ends seen in those bytes
@@ -482,7 +525,10 @@ asio::awaitable<bool> serve_request(beast::tcp_stream& stream, read_buffer& buff
     auto& m = global_metrics();
     auto started = clock::now();
 
-    http::request_parser<http::string_body> parser;
+    // Before the parser and the request it gives up: the fields live in it.
+    field_arena arena;
+    request_parser parser(std::piecewise_construct, std::make_tuple(),
+                          std::make_tuple(arena.allocator()));
     parser.header_limit(static_cast<std::uint32_t>(lim.max_header_bytes));
     parser.body_limit(lim.max_body_bytes);
     bool trailers = false;
@@ -626,7 +672,7 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
             if (ctx.draining) break;
             buffer.shrink_to_fit();
             stream.expires_never();
-            ctx.connections.go_idle(slot.get(), again);
+            if (!ctx.connections.go_idle(slot.get(), again)) break;
             auto [ec] = co_await stream.socket().async_wait(asio::socket_base::wait_read, nothrow);
             const bool expired = ctx.connections.wake(slot.get());
             if (ec) {
@@ -640,6 +686,10 @@ asio::awaitable<void> run_connection(beast::tcp_stream stream, loop_context ctx)
             boost::system::error_code rec;
             auto n = stream.socket().read_some(buffer.prepare(idle_read), rec);
             again = rec == asio::error::would_block || rec == asio::error::try_again;
+            if (again && expired) {  // woken for nothing, and past the timeout meanwhile
+                global_metrics().deadline_closes.fetch_add(1);
+                break;
+            }
             if (again) continue;
             if (rec) break;  // the client closed, or reset
             buffer.commit(n);
@@ -683,17 +733,25 @@ asio::awaitable<void> accept_connections(asio::ip::tcp::acceptor& acceptor, std:
                 co_await pause.async_wait(nothrow);
                 continue;
             }
-            if (open() >= cap) {
-                m.connections_refused.fetch_add(1, std::memory_order_relaxed);
-                refuse(socket, svc, ids);
-                continue;
+            try {
+                if (open() >= cap) {
+                    m.connections_refused.fetch_add(1, std::memory_order_relaxed);
+                    refuse(socket, svc, ids);
+                    continue;
+                }
+                boost::system::error_code opt;
+                socket.set_option(asio::ip::tcp::no_delay(true), opt);
+                // The first read after an idle wait must never block the thread.
+                socket.non_blocking(true, opt);
+                if (opt) continue;  // closed: it could not be served safely
+                spawn(std::move(socket));
+            } catch (...) {
+                // Out of the group before this connection is closed: a client that reacts to
+                // the close by connecting again must not land on this listener.
+                boost::system::error_code ignored;
+                acceptor.close(ignored);
+                throw;
             }
-            boost::system::error_code opt;
-            socket.set_option(asio::ip::tcp::no_delay(true), opt);
-            // The first read after an idle wait must never block the thread.
-            socket.non_blocking(true, opt);
-            if (opt) continue;  // closed: it could not be served safely
-            spawn(std::move(socket));
         }
     } catch (const std::exception& e) {
         log::error("accept_loop_failed", {{"listener", name}, {"what", e.what()}});
@@ -906,8 +964,9 @@ admin_listener::admin_listener(asio::io_context& ioc, const listen_spec& where, 
 
 admin_listener::~admin_listener() {
     close();
-    // The io_context may outlive the state's last user: no sweep from here on, and the idle
-    // connections are closed now rather than never timed out.
+    // Run on the io_context's thread, or once it has stopped. It may outlive the state's
+    // last user: no sweep from here on; idle waits are cancelled (they end if the io_context
+    // runs again, else with it), and busy connections close instead of going idle.
     state_->connections.close_idle();
     state_->connections.forget_timer();
 }

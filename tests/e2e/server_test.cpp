@@ -237,37 +237,43 @@ BOOST_AUTO_TEST_CASE(each_idle_connection_is_closed_at_its_own_time_and_a_busy_o
     running_server s(env_map{{"NEPTUN_IDLE_TIMEOUT_MS", "600"}, {"NEPTUN_THREADS", "1"}});
     auto u = seed_user();
     http_connection first(s.srv.port), busy(s.srv.port);
+    // Lower bounds count from before a request is sent (the server goes idle after it
+    // answered, so later), upper bounds from after its answer was read.
+    const auto first_sent = steady_clock::now();
     first.send(build_request("GET", u.path(), auth(u)));
     BOOST_REQUIRE(first.read_response());
-    const auto first_idle = steady_clock::now();
-    std::optional<steady_clock::duration> first_closed_after;
-    auto last_busy = first_idle;
+    const auto first_read = steady_clock::now();
+    std::optional<steady_clock::time_point> first_closed;
+    auto busy_sent = first_sent, busy_read = first_read;
     for (int i = 0; i < 12; ++i) {  // about 1.2 s: twice the timeout
+        busy_sent = steady_clock::now();
         busy.send(build_request("GET", u.path(), auth(u)));
         auto r = busy.read_response();
         BOOST_REQUIRE_MESSAGE(r, "the busy connection was closed after " << i << " requests");
         BOOST_TEST(r->status == 200);
-        last_busy = steady_clock::now();
+        busy_read = steady_clock::now();
         // Waiting for the first connection's close is also the busy one's pause.
-        if (!first_closed_after && first.wait_closed(100ms))
-            first_closed_after = steady_clock::now() - first_idle;
-        else if (first_closed_after)
+        if (!first_closed && first.wait_closed(100ms))
+            first_closed = steady_clock::now();
+        else if (first_closed)
             std::this_thread::sleep_for(100ms);
     }
-    BOOST_REQUIRE(first_closed_after);
-    BOOST_TEST(duration_cast<milliseconds>(*first_closed_after).count() >= 590);
-    BOOST_TEST(duration_cast<milliseconds>(*first_closed_after).count() < 1100);
+    BOOST_REQUIRE(first_closed);
+    BOOST_TEST(duration_cast<milliseconds>(*first_closed - first_sent).count() >= 600);
+    BOOST_TEST(duration_cast<milliseconds>(*first_closed - first_read).count() < 1100);
     BOOST_REQUIRE(busy.wait_closed(5s));
-    auto busy_after = duration_cast<milliseconds>(steady_clock::now() - last_busy).count();
-    BOOST_TEST(busy_after >= 590);
-    BOOST_TEST(busy_after < 1100);
+    const auto busy_closed = steady_clock::now();
+    BOOST_TEST(duration_cast<milliseconds>(busy_closed - busy_sent).count() >= 600);
+    BOOST_TEST(duration_cast<milliseconds>(busy_closed - busy_read).count() < 1100);
     BOOST_TEST(std::stod(metric(s.srv.admin_port, "neptun_deadline_closes_total")) == 2.0);
 }
 
-// The signal handler is installed before "listening" is logged (app.cpp): a SIGTERM sent
-// the moment that line appears (an orchestrator's first probe may race it) is a clean drain,
-// never the default action that would kill the process.
-BOOST_AUTO_TEST_CASE(a_sigterm_sent_the_moment_listening_is_logged_is_a_clean_drain) {
+// A SIGTERM right at start-up (as soon as "listening" is read, before the stores' connections
+// are up and while the control loop may not have run yet) is a clean drain, never the
+// default action that would kill the process. The line reaches us through the log writer
+// (its batch or 10 ms tick), so the handler's being installed before the line is logged
+// (app.cpp) is kept by the code's order, not shown by this test.
+BOOST_AUTO_TEST_CASE(a_sigterm_right_at_start_up_is_a_clean_drain) {
     for (int i = 0; i < 3; ++i) {
         BOOST_TEST_CONTEXT("start " << i) {
             server_process srv(base_env({}));  // returns once "event=listening" is read

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <memory_resource>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,7 +31,11 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 
-using request = http::request<http::string_body>;
+// A request's header fields come from an arena that lives as long as the request does (the
+// connection loop's: one pooled 4 KiB block per request, more only for a long header), not
+// from one heap allocation per field.
+using request_fields = http::basic_fields<std::pmr::polymorphic_allocator<char>>;
+using request = http::request<http::string_body, request_fields>;
 using response = http::response<http::string_body>;
 using clock = std::chrono::steady_clock;
 

@@ -38,7 +38,7 @@ class admin_service final : public net::service {
         return router_.decide(header.target(), header.method());
     }
 
-    asio::awaitable<net::response> handle(net::request&, const net::routed& r,
+    asio::awaitable<net::response> handle(const net::request&, const net::routed& r,
                                           net::clock::time_point) override {
         auto& ready = net::global_readiness();
         switch (r.route) {  // the index into router_'s table

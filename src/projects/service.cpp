@@ -128,7 +128,7 @@ void api_service::shutdown() {
 // The contract's order: 401, 400 (ids), 403, 406, 415, 400 (body), 428, 404, 412, 200 (or
 // 304 for a conditional GET). Route,
 // method, 431 and 413 were answered by the connection loop before we got here.
-boost::asio::awaitable<net::response> api_service::handle(net::request& req,
+boost::asio::awaitable<net::response> api_service::handle(const net::request& req,
                                                           const net::routed& route,
                                                           net::clock::time_point deadline) {
     auto cookies = collect(req, bhttp::field::cookie);

@@ -21,13 +21,17 @@
 #include "neptun/http/router.hpp"
 #include "neptun/net/framing.hpp"
 #include "neptun/net/protocol.hpp"
+#include "neptun/net/server.hpp"
 #include "neptun/projects/ids.hpp"
 
 namespace {
 
 namespace bhttp = boost::beast::http;
 using neptun::net::framing_error;
-using parser_type = bhttp::request_parser<bhttp::string_body>;
+// The server's own request type: its header fields through a polymorphic allocator (here
+// the default resource; the server's is a per-request arena).
+using parser_type =
+    bhttp::request_parser<bhttp::string_body, neptun::net::request_fields::allocator_type>;
 
 // The same table as projects::api_service::make_router(), without pulling in the service.
 const neptun::http::router& api_router() {

@@ -26,7 +26,7 @@ class throwing_once_service final : public net::service {
         r.early->body() = "{}";
         return r;
     }
-    boost::asio::awaitable<net::response> handle(net::request&, const net::routed&,
+    boost::asio::awaitable<net::response> handle(const net::request&, const net::routed&,
                                                  net::clock::time_point) override {
         co_return net::response{http::status::ok, 11};
     }

@@ -64,7 +64,9 @@ class service {
     virtual ~service() = default;
     virtual routed route(const request& header) = 0;
     // Runs with the request's body read. Store calls must give up by `deadline`.
-    virtual asio::awaitable<response> handle(request& req, const routed& r,
+    // `req` lives in the connection loop's arena: it, and every view into it, is gone once
+    // the handler has answered (copy what must outlive it).
+    virtual asio::awaitable<response> handle(const request& req, const routed& r,
                                              clock::time_point deadline) = 0;
     // Protocol-level error bodies (400, 413, 431, 500, 503): built where every error body is.
     virtual response error(http::status status, std::string_view message) = 0;

@@ -30,7 +30,7 @@ class api_service final : public net::service {
     ~api_service() override;
 
     net::routed route(const net::request& header) override;
-    boost::asio::awaitable<net::response> handle(net::request& req, const net::routed& route,
+    boost::asio::awaitable<net::response> handle(const net::request& req, const net::routed& route,
                                                  net::clock::time_point deadline) override;
     net::response error(http::status status, std::string_view message) override;
     void shutdown() override;

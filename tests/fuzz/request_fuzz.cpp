@@ -42,7 +42,7 @@ const neptun::http::router& api_router() {
 }
 
 // Returns whether the request was answered at once (404/405).
-bool check_routing(const bhttp::request<bhttp::string_body>& req) {
+bool check_routing(const neptun::net::request& req) {
     auto target = std::string_view(req.target().data(), req.target().size());
     auto method = req.method();
     auto routed = api_router().decide(target, method);

@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "neptun/net/protocol.hpp"
+
 namespace neptun::net {
 namespace {
 
@@ -25,8 +27,10 @@ bool ours(const response::value_type& f) {
         case http::field::connection:
         case http::field::date:
             return true;
+        case http::field::unknown:  // X-Request-Id is not one of Beast's known fields
+            return beast::iequals(f.name_string(), request_id_field);
         default:
-            return beast::iequals(f.name_string(), "X-Request-Id");
+            return false;
     }
 }
 
@@ -44,7 +48,7 @@ bool append_response_head(std::string& out, const response& res, const response_
     for (const auto& field : res)
         if (!ours(field)) append_field(out, field.name_string(), field.value());
     append_field(out, "Date", f.date);
-    append_field(out, "X-Request-Id", f.request_id);
+    append_field(out, request_id_field, f.request_id);
     if (!f.keep_alive)
         out.append("Connection: close\r\n");
     else if (f.version == 10)

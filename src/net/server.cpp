@@ -27,7 +27,6 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t read_slack = 8192;
 constexpr std::size_t idle_read = 4096;
 constexpr auto slow_request = std::chrono::seconds(1);
-constexpr std::string_view request_id_field = "X-Request-Id";
 
 asio::ip::tcp::endpoint resolve_endpoint(const listen_spec& where) {
     boost::system::error_code ec;
@@ -662,6 +661,7 @@ asio::awaitable<bool> serve_request(beast::tcp_stream& stream, read_buffer& buff
 
     request req = parser.release();
     r.request_id = meta.id();
+    r.trace_id = meta.trace_id;
     // The deadline for store calls; their own timeouts keep a slow store from hanging us.
     stream.expires_never();
     std::optional<response> res;

@@ -138,11 +138,9 @@ boost::asio::awaitable<net::response> api_service::handle(const net::request& re
 
     auto session = co_await sessions_.user_for(cookie.token, deadline);
     if (!session.event.empty())
-        net::log::warn(
-            session.event,
-            {{session.field, std::string_view(session.detail)},
-             {"request_id", route.request_id},
-             {"trace_id", net::trace_id_of(req["traceparent"]).value_or(std::string_view())}});
+        net::log::warn(session.event, {{session.field, std::string_view(session.detail)},
+                                       {"request_id", route.request_id},
+                                       {"trace_id", route.trace_id}});
     switch (session.status) {
         case redis::session_status::ok:
             break;
@@ -168,13 +166,13 @@ boost::asio::awaitable<net::response> api_service::handle(const net::request& re
     if (accept.total > accept.count || !http::accepts_json(accept.span()))
         co_return http::error_response(problem::not_acceptable);
 
-    co_return co_await run_statement(*project_id, *user_id, req, route.request_id, deadline);
+    co_return co_await run_statement(*project_id, *user_id, req, route, deadline);
 }
 
 boost::asio::awaitable<net::response> api_service::run_statement(std::int32_t project_id,
                                                                  std::int32_t user_id,
                                                                  const net::request& req,
-                                                                 std::string_view request_id,
+                                                                 const net::routed& route,
                                                                  net::clock::time_point deadline) {
     pg::int4_buffer project_param(project_id), user_param(user_id);
     pg::result r;
@@ -238,11 +236,9 @@ boost::asio::awaitable<net::response> api_service::run_statement(std::int32_t pr
         case pg::result::kind::unavailable:
             co_return http::error_response(problem::unavailable);
         case pg::result::kind::sql_error:
-            net::log::error(
-                "statement_failed",
-                {{"sqlstate", r.sqlstate()},
-                 {"request_id", request_id},
-                 {"trace_id", net::trace_id_of(req["traceparent"]).value_or(std::string_view())}});
+            net::log::error("statement_failed", {{"sqlstate", r.sqlstate()},
+                                                 {"request_id", route.request_id},
+                                                 {"trace_id", route.trace_id}});
             co_return http::error_response(problem::internal);
     }
     co_return http::error_response(problem::internal);

@@ -30,6 +30,8 @@ inline constexpr std::size_t max_chunk_line = 4096;
 // max_chunk_line.
 bool acceptable_chunk_extensions(std::string_view extensions);
 
+inline constexpr std::string_view request_id_field = "X-Request-Id";
+
 // A client's X-Request-Id is echoed if it is 1–128 visible ASCII characters.
 bool acceptable_request_id(std::string_view id);
 

@@ -54,6 +54,7 @@ struct routed {
     // The request's X-Request-Id as the connection loop answers it (the client's, or ours),
     // for the handler's log lines; set before the handler runs.
     std::string_view request_id;
+    std::string_view trace_id;  // of the request's traceparent, or empty
     std::string_view param(std::string_view target, std::size_t i) const {
         return target.substr(params[i].offset, params[i].size);
     }

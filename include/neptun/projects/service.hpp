@@ -42,7 +42,7 @@ class api_service final : public net::service {
     boost::asio::awaitable<net::response> run_statement(std::int32_t project_id,
                                                         std::int32_t user_id,
                                                         const net::request& req,
-                                                        std::string_view request_id,
+                                                        const net::routed& route,
                                                         net::clock::time_point deadline);
     http::router router_;
     redis::client redis_;
